@@ -1,0 +1,49 @@
+# dass_nb: one-command install, train, test, docs, lab and benchmarks.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: install train data test docs lab bench export clean-nbs help
+help:
+	@echo "make install | train | test | docs | lab | bench"
+
+# Re-runs only when pyproject.toml changes, so a second `make install` takes a second.
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+# The built-in synthetic benchmark, written in the real datasets' on-disk layouts.
+data: install
+	$(PY) -m data_prep.make_benchmark --root data
+
+# The main job: train and evaluate one method on the built-in benchmark (papermill parameters in nbs/train.ipynb).
+METHOD ?= source_only
+train: data
+	mkdir -p runs
+	$(VENV)/bin/papermill nbs/train.ipynb runs/train-$(METHOD).ipynb -p method $(METHOD) --cwd nbs
+
+# Every notebook through nbdev_test, plus the integration tests in tests/.
+test: install
+	bash tests/setup_test_deps.sh
+	$(VENV)/bin/pytest
+
+# A static, browsable docs site in _site/ built offline from the notebooks (nbdev_docs needs Quarto).
+docs: install
+	$(VENV)/bin/dass_site --dest _site
+	@echo "open _site/index.html"
+
+lab: install
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser $(ROOT_FLAG)
+
+bench: install
+	$(PY) bench/run.py
+
+# Regenerate dass_nb/*.py from the notebooks and strip notebook noise.
+export: install
+	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean
