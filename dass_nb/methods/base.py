@@ -82,7 +82,12 @@ class DAMethod:
     @classmethod
     def pipeline(cls, run, **options)->list:
         "The stages of this method for a `Run` (one training stage; multi-stage methods override this)."
-        return [Stage('train', lambda d: run.fit(cls(run.model(), **run.method_kwargs(), **options), d))]
+        return [Stage('train', lambda d: run.fit(cls(run.model(**cls.model_options(options)), **run.method_kwargs(), **options), d))]
+
+    @staticmethod
+    def model_options(options:dict)->dict:
+        "Arguments the method needs from the network's entrypoint (e.g. an auxiliary output); none here."
+        return {}
 
 # %% ../../nbs/40_methods.base.ipynb #5ee142bb
 def _param_groups(model:nn.Module, lr:float)->list:
