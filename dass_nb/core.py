@@ -21,6 +21,10 @@ __all__ = ['IGNORE', 'MODELS', 'DATASETS', 'METHODS', 'Registry', 'Config', 'see
 IGNORE = 255  # label value that every loss and metric skips
 
 # %% ../nbs/00_core.ipynb #c47a57a9
+def _same_definition(old, new)->bool:
+    "Whether `new` re-defines `old`: a notebook cell re-running the definition its exported module already registered."
+    return old is new or (old.__qualname__ == new.__qualname__ and new.__module__ in (old.__module__, '__main__'))
+
 class Registry(dict):
     "Name -> constructor, so notebooks and papermill parameters can choose parts by string."
     def __init__(self, kind:str): # what the registry holds, used in error messages
@@ -30,7 +34,7 @@ class Registry(dict):
         "Decorator that records a class or function under `name`."
         def _reg(f):
             key = name or f.__name__
-            if key in self and self[key] is not f: raise KeyError(f"{self.kind} {key!r} is registered twice")
+            if key in self and not _same_definition(self[key], f): raise KeyError(f"{self.kind} {key!r} is registered twice")
             self[key] = f
             return f
         return _reg

@@ -123,7 +123,7 @@ class Run:
 # %% ../nbs/45_train.ipynb #88111a5f
 def _ensure_builtin(data_dir:Path):
     from dass_nb.data.synthetic import ensure_benchmark
-    if is_main_process(): ensure_benchmark(data_dir)
+    if is_main_process(): ensure_benchmark(data_dir.parent)   # writes data_dir = <root>/synthetic
     if get_world_size() > 1: torch.distributed.barrier()
 
 # %% ../nbs/45_train.ipynb #aeebad85
@@ -224,7 +224,7 @@ def train(cfg:TrainConfig)->dict:
     model = run.model(init=final_checkpoint(run, stages))
     evals = score(run, model, [cfg.target] + [s for s in cfg.eval_targets.split(',') if s and s != cfg.target])
     last_fit = results[stages[-1].name]
-    metrics = {'method': cfg.method, 'source': cfg.source, 'target': cfg.target, 'num_classes': cfg.num_classes,
+    metrics = {'final_checkpoint': str(final_checkpoint(run, stages)), 'method': cfg.method, 'source': cfg.source, 'target': cfg.target, 'num_classes': cfg.num_classes,
                'backbone': cfg.backbone, 'iters': cfg.iters, 'seconds': time.time() - t0, 'world_size': get_world_size(),
                'target_miou': evals[cfg.target]['mIoU'], 'best_target_miou': max(last_fit.get('best_mIoU', -1), evals[cfg.target]['mIoU']),
                'per_class_iou': evals[cfg.target]['per_class_iou'], 'eval': evals, 'stages': results,
@@ -260,7 +260,9 @@ def config_parser(cls=None, prog:str='dass_train')->argparse.ArgumentParser:
         d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kw = dict(default=d, help=f"{docs.get(f.name, '')} (default: {d})")
         if isinstance(d, bool): kw['action'] = argparse.BooleanOptionalAction
-        elif isinstance(d, tuple) or f.name in ('eval_size',): kw.update(nargs=2, type=int, metavar=('H', 'W'))
+        elif isinstance(d, tuple) or f.name == 'eval_size':
+            num = type(d[0]) if d else int
+            kw.update(nargs=2, type=num, metavar=('H', 'W') if num is int else ('LO', 'HI'))
         elif isinstance(d, dict): kw['type'] = json.loads
         elif isinstance(d, (int, float)): kw['type'] = type(d)
         else: kw['type'] = _none_or(str)
