@@ -129,4 +129,3 @@ def eval_cli(ckpt:str, # checkpoint file (a stage's best.pt or last.pt, or a mod
                         list(res['per_class_iou'])).to_string())
         print(f"mIoU {res['mIoU']:.2f}")
         if out: save_json(res, out)
-    return res

@@ -4,7 +4,7 @@
 
 # %% ../nbs/95_site.ipynb #388adcbf
 from __future__ import annotations
-import hashlib, multiprocessing, re, shutil, sys, warnings
+import hashlib, importlib.util, multiprocessing, re, shutil, sys, warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -117,6 +117,15 @@ def _stale(src:Path, dst:Path, key:str)->bool:
     return not dst.exists() or not kf.exists() or kf.read_text() != key
 
 # %% ../nbs/95_site.ipynb #a34ed82a
+_PRELOAD = ('torch', 'torchvision', 'matplotlib', 'IPython', 'execnb.shell', 'nbdev.processors', 'nbdev.serve_drv')
+
+def _mp_context():
+    if 'forkserver' not in multiprocessing.get_all_start_methods(): return multiprocessing.get_context('spawn')
+    ctx = multiprocessing.get_context('forkserver')
+    ctx.set_forkserver_preload([m for m in _PRELOAD if importlib.util.find_spec(m.split('.')[0])])
+    return ctx
+
+# %% ../nbs/95_site.ipynb #19f599c5
 def process_nbs(files:list[Path], # notebooks to process
                 nbs:Path, # their root folder; the cache mirrors its layout
                 cache:Path, # where processed notebooks are kept between builds
@@ -131,8 +140,8 @@ def process_nbs(files:list[Path], # notebooks to process
     todo = [f for f in files if force or _stale(f, out[f], keys[f])]
     for f in todo: out[f].parent.mkdir(parents=True, exist_ok=True)
     errors, bar = [], tqdm(total=len(todo), desc='processing notebooks', disable=quiet or not todo)
-    # a Pool, not a ProcessPoolExecutor: `maxtasksperchild` works on Python 3.10 too
-    with multiprocessing.get_context('spawn').Pool(max(1, n_workers), maxtasksperchild=1) as pool:
+    # a Pool, not a ProcessPoolExecutor: `maxtasksperchild` (one process per notebook) works on Python 3.10 too
+    with _mp_context().Pool(max(1, n_workers), maxtasksperchild=1) as pool:
         tick = lambda _: bar.update()
         res = {f: pool.apply_async(serve_drv.main, ((f, out[f], proc),), callback=tick, error_callback=tick) for f in todo}
         for f, r in res.items():
@@ -142,7 +151,7 @@ def process_nbs(files:list[Path], # notebooks to process
     if errors: raise RuntimeError('docs processing failed for:\n' + '\n'.join(errors))
     return out
 
-# %% ../nbs/95_site.ipynb #19f599c5
+# %% ../nbs/95_site.ipynb #b2d0f3ab
 _re_opt = re.compile(r'^#\|\s*([\w-]+):\s*(.*?)\s*$')
 
 def cell_opts(src:str)->tuple[dict,str]:
@@ -153,7 +162,7 @@ def cell_opts(src:str)->tuple[dict,str]:
         lines.pop(0)
     return opts, '\n'.join(lines)
 
-# %% ../nbs/95_site.ipynb #53bca29a
+# %% ../nbs/95_site.ipynb #5d9fc186
 def _asis_md(cell)->str:
     return '\n\n'.join(''.join(o.get('data', {}).get('text/markdown', '')) for o in cell.get('outputs', []))
 
@@ -176,13 +185,13 @@ def apply_cell_opts(nb)->dict:
     nb.cells = [c for c in map(_apply_opts, nb.cells) if c is not None]
     return fm
 
-# %% ../nbs/95_site.ipynb #b829fe26
+# %% ../nbs/95_site.ipynb #d7e89363
 def nb_body(nb)->str:
     "The HTML of notebook `nb` (cells only, no page around it), from nbconvert's `basic` template."
     ex = HTMLExporter(template_name='basic', exclude_input_prompt=True, exclude_output_prompt=True)
     return ex.from_notebook_node(nb)[0]
 
-# %% ../nbs/95_site.ipynb #d7e89363
+# %% ../nbs/95_site.ipynb #91516449
 def pandoc_id(text:str, seen:set|None=None)->str:
     "The identifier pandoc gives a heading with `text`, made unique against the ids in `seen`."
     s = re.sub(r'[^\w\s.-]', '', text.strip().lower())
@@ -193,7 +202,7 @@ def pandoc_id(text:str, seen:set|None=None)->str:
     seen.add(res)
     return res
 
-# %% ../nbs/95_site.ipynb #91516449
+# %% ../nbs/95_site.ipynb #98b7f401
 def _fix_href(href:str, root:str, doc_url:str)->str:
     if doc_url and href.startswith(doc_url + '/'): return root + href[len(doc_url)+1:]
     path, sep, frag = href.partition('#')
@@ -213,7 +222,7 @@ def fix_body(body:str, # HTML from `nb_body`
     for a in soup.find_all('a', href=True): a['href'] = _fix_href(a['href'], root, doc_url.rstrip('/'))
     return str(soup), toc
 
-# %% ../nbs/95_site.ipynb #72e43d9a
+# %% ../nbs/95_site.ipynb #9d08f4eb
 _PAGE = Template('''<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -240,7 +249,7 @@ _PAGE = Template('''<!DOCTYPE html>
 </div></body></html>
 ''')
 
-# %% ../nbs/95_site.ipynb #9d08f4eb
+# %% ../nbs/95_site.ipynb #1e876fff
 def render_page(proc_nb:Path, # a notebook processed by `process_nbs`
                 rel:str, # the source notebook's path relative to `nbs`, e.g. `00_core.ipynb`
                 site:dict, # parsed `_quarto.yml`
@@ -258,7 +267,7 @@ def render_page(proc_nb:Path, # a notebook processed by `process_nbs`
                         sidebar=nav(sidebar_contents(site)), navbar_left=nav(navbar.get('left')),
                         navbar_right=nav(navbar.get('right')))
 
-# %% ../nbs/95_site.ipynb #1e876fff
+# %% ../nbs/95_site.ipynb #732b2b70
 _ASSETS = ('.png', '.jpg', '.jpeg', '.gif', '.svg', '.webp', '.css')
 
 def _site_yml(nbs:Path)->dict:
@@ -278,7 +287,7 @@ def _title(proc_nb:Path, rel:str)->str:
     nb = nbformat.read(proc_nb, as_version=4)
     return apply_cell_opts(nb).get('title', Path(rel).stem)
 
-# %% ../nbs/95_site.ipynb #8c62ba63
+# %% ../nbs/95_site.ipynb #5f84a58c
 def _warn_sidebar(site, nbs, files):
     unlisted, missing = check_sidebar(site, nbs, files)
     if unlisted: warnings.warn(f"notebooks missing from the sidebar in _quarto.yml: {', '.join(unlisted)}")
@@ -308,7 +317,7 @@ def make_site(dest:str|Path='_site', # folder the site is written to
     _copy_assets(nbs, dest)
     return pages
 
-# %% ../nbs/95_site.ipynb #5f84a58c
+# %% ../nbs/95_site.ipynb #f58f09ce
 @call_parse
 def build_site(dest:str='_site', # folder the site is written to
                nbs:str=None, # notebooks folder; default: `nbs_path` from settings.ini

@@ -269,7 +269,7 @@ def config_parser(cls=None, prog:str='dass_train')->argparse.ArgumentParser:
         p.add_argument(f"--{f.name}", **kw)
     return p
 
-def train_cli(argv=None):
+def train_cli(argv=None)->None:
     "Entry point of `dass_train`: parse flags into a `TrainConfig`, train, print the target mIoU."
     args = config_parser().parse_args(argv)
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()})
@@ -278,4 +278,3 @@ def train_cli(argv=None):
     if is_main_process() and 'target_miou' in m:
         print(f"{m['method']} {m['source']} -> {m['target']}: mIoU {m['target_miou']:.2f} "
               f"(best {m['best_target_miou']:.2f}) in {m['seconds']:.0f} s; {cfg.out_dir}/metrics.json")
-    return m

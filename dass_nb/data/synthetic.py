@@ -308,7 +308,7 @@ _G_SKY, _G_ROAD, _G_LANE, _G_ZEBRA, _G_KERB, _G_SIDEWALK, _G_TERRAIN, _G_CENTRE 
 def _ground_faces(st:DomainStyle, rng, terrain_rgb)->list:
     "Canvas entries of sky and the ground faces (plane Y=0; the sky gets a zero normal)."
     up, zero = (0., 1., 0.), (0., 0., 0.)
-    g = lambda cls, rgb, part=0: (cls, rgb, part, 0., up, 0., 0.1, SKY_DEPTH, (0., 0.))
+    g = lambda cls, rgb, part=0: (cls, rgb, part, 0., up, 0., 0.1, SKY_DEPTH - 1., (0., 0.))  # ground is nearer than the sky
     return [(_SKY, st.sky_day[1], 0, 0., zero, 0., SKY_DEPTH, SKY_DEPTH, (0., 0.)),
             g(_ROAD, st.road_rgb), g(_ROAD, st.marking_rgb, PART_LANE), g(_ROAD, st.marking_rgb, PART_ZEBRA),
             g(_SIDEWALK, st.kerb_rgb, PART_KERB), g(_SIDEWALK, st.sidewalk_rgb), g(_TERRAIN, terrain_rgb),
@@ -443,7 +443,7 @@ def _backdrop(cv, rng, st, s:_Street):
         else:
             cv.poly(_lift(_rect(0., w, 0., rng.uniform(*st.building_h)*rng.uniform(0.6, 1.5)), x, z), _BUILDING,
                     _jit(rng, _pick(rng, st.building_rgb)), win=(rng.uniform(2.5, 4.), 3.2))
-        x += w
+        x += w - 0.5  # overlap, so no pixel slips between two pieces
 
 # %% ../../nbs/14_data.synthetic.ipynb #af04a794
 def _light(cv, rng, x:float, z:float, y:float, emit:float):

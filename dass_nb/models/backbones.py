@@ -70,7 +70,7 @@ def _probe(bb:Backbone, size:int=32)->FeatureInfo:
     bb.train(was)
     return FeatureInfo(dict(name=k, channels=v.shape[1], stride=size//v.shape[-1]) for k,v in outs.items())
 
-# %% ../../nbs/20_models.backbones.ipynb #8fc52638
+# %% ../../nbs/20_models.backbones.ipynb #a8aea230
 def dilate_(blocks:nn.Module, # a stage: a sequence of blocks, e.g. `resnet.layer4`
             dilation:int, # dilation of every block but the first
             first:int=1): # dilation of the first block (that of the previous stage)
@@ -95,7 +95,7 @@ def stage_dilations(output_stride:int # 8, 16 or 32
         if s > output_stride: d *= 2
     return out
 
-# %% ../../nbs/20_models.backbones.ipynb #bdf16698
+# %% ../../nbs/20_models.backbones.ipynb #a2fae9fe
 def _frozen(bn:nn.BatchNorm2d)->FrozenBatchNorm2d:
     f = FrozenBatchNorm2d(bn.num_features, eps=bn.eps).to(bn.running_mean.device)
     for k in ('weight', 'bias', 'running_mean', 'running_var'): getattr(f, k).copy_(getattr(bn, k).detach())
@@ -108,7 +108,7 @@ def freeze_bn_(module:nn.Module)->nn.Module:
         else: freeze_bn_(child)
     return module
 
-# %% ../../nbs/20_models.backbones.ipynb #642070ab
+# %% ../../nbs/20_models.backbones.ipynb #79e9f566
 def read_state_dict(path)->dict:
     "The state dict stored at `path`, unwrapped from `{'state_dict'|'model': ...}` and DDP's `module.` prefix."
     path = Path(path)
@@ -120,7 +120,7 @@ def read_state_dict(path)->dict:
     if not isinstance(sd, dict): raise TypeError(f"{path} holds a {type(sd).__name__}, not a state dict")
     return {k.removeprefix('module.'): v for k,v in sd.items()}
 
-# %% ../../nbs/20_models.backbones.ipynb #114db1d9
+# %% ../../nbs/20_models.backbones.ipynb #2149bf49
 _LEGACY_NAMES = {'resnet18': 'resnet18-5c106cde.pth', 'resnet34': 'resnet34-333f7ec4.pth',
                  'resnet50': 'resnet50-19c8e357.pth', 'resnet101': 'resnet101-5d3b4d8f.pth'}
 
@@ -159,7 +159,7 @@ def _download(url:str, files:list)->dict:
         f"ImageNet weights not found: looked for {' and '.join(map(str, files))}, and downloading {url} failed ({why}). "
         f"Copy the file to {files[0]}, or pass weights='/path/to/{files[0].name}'.")
 
-# %% ../../nbs/20_models.backbones.ipynb #f7792152
+# %% ../../nbs/20_models.backbones.ipynb #0052e038
 def _short(keys, n=5): return f"{list(keys)[:n]}{' ...' if len(keys) > n else ''} ({len(keys)})"
 
 @torch.no_grad()
@@ -180,7 +180,7 @@ def load_weights(self:Backbone, weights=None): # None, 'imagenet' or the path of
     else: load_source_state_dict(self, read_state_dict(weights), str(weights))
     return self
 
-# %% ../../nbs/20_models.backbones.ipynb #e4fd2725
+# %% ../../nbs/20_models.backbones.ipynb #33abc0c7
 _RESNET_STAGES = {'layer0': ['conv1', 'bn1', 'relu', 'maxpool'],
                   'layer1': ['layer1'], 'layer2': ['layer2'], 'layer3': ['layer3'], 'layer4': ['layer4']}
 
@@ -199,7 +199,7 @@ def resnet_backbone(depth:int=101, # 18, 34, 50 or 101
     del net.avgpool, net.fc
     return Backbone(net, _RESNET_STAGES, f'resnet{depth}', drop=('fc.',)).load_weights(weights)
 
-# %% ../../nbs/20_models.backbones.ipynb #f32cc76f
+# %% ../../nbs/20_models.backbones.ipynb #4a32de04
 def _seq(a, b): return [f'features.{i}' for i in range(a, b)]
 
 def vgg16_backbone(weights=None): # None, 'imagenet' or a torchvision-format state-dict path
@@ -214,7 +214,7 @@ def vgg16_backbone(weights=None): # None, 'imagenet' or a torchvision-format sta
               'layer3': _seq(17, 24), 'layer4': _seq(24, 31) + ['fc6', 'fc7']}
     return Backbone(net, stages, 'vgg16', drop=('classifier.',), new=('fc6.', 'fc7.')).load_weights(weights)
 
-# %% ../../nbs/20_models.backbones.ipynb #cb1368ba
+# %% ../../nbs/20_models.backbones.ipynb #cb6da799
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 class Renormalize(nn.Module):
@@ -227,7 +227,7 @@ class Renormalize(nn.Module):
         self.register_buffer('shift', (t(mean)-t(to_mean))/t(to_std), persistent=False)
     def forward(self, x): return x*self.scale + self.shift
 
-# %% ../../nbs/20_models.backbones.ipynb #cb6da799
+# %% ../../nbs/20_models.backbones.ipynb #06c72c44
 def _blocks(a, b): return [f'_blocks.{i}' for i in range(a, b)]
 _EFFL0_STAGES = {'layer0': ['_conv_stem', '_bn0', '_swish'] + _blocks(0, 1), 'layer1': _blocks(1, 3),
                  'layer2': _blocks(3, 5), 'layer3': _blocks(5, 11), 'layer4': _blocks(11, 16) + ['_conv_head', '_bn1', '_swish']}

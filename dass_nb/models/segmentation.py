@@ -134,7 +134,7 @@ class SegModel(nn.Module):
     @property
     def feat_channels(self)->int: return self.backbone.feature_info[-1]['channels'] if self.decoder is None else self.decoder.out_channels
 
-# %% ../../nbs/21_models.segmentation.ipynb #eb03f8c1
+# %% ../../nbs/21_models.segmentation.ipynb #57eae9e9
 @patch
 def add_head(self:SegModel, name:str, # key in `SegOut.heads`; 'depth' and 'density' also give `out.depth`/`out.density`
              head:nn.Module): # module from feats [B,C,h,w] to its prediction
@@ -143,7 +143,7 @@ def add_head(self:SegModel, name:str, # key in `SegOut.heads`; 'depth' and 'dens
     self.heads[name] = head
     return self
 
-# %% ../../nbs/21_models.segmentation.ipynb #9118ee5f
+# %% ../../nbs/21_models.segmentation.ipynb #96924a4b
 @patch
 def param_groups(self:SegModel, lr:float, # the backbone's learning rate
                  head_mult:float=10.)->list: # learning-rate multiplier of every non-backbone parameter
@@ -154,14 +154,14 @@ def param_groups(self:SegModel, lr:float, # the backbone's learning rate
     return [dict(params=bb, lr=lr, lr_mult=1., name='backbone'),
             dict(params=rest, lr=lr*head_mult, lr_mult=head_mult, name='head')]
 
-# %% ../../nbs/21_models.segmentation.ipynb #e652ea35
+# %% ../../nbs/21_models.segmentation.ipynb #c4fbc55b
 @patch
 def freeze_bn(self:SegModel):
     "Replace the backbone's BatchNorm2d layers by FrozenBatchNorm2d; returns the model."
     freeze_bn_(self.backbone)
     return self
 
-# %% ../../nbs/21_models.segmentation.ipynb #ff070d01
+# %% ../../nbs/21_models.segmentation.ipynb #c721c72a
 @torch.no_grad()
 def load_model_state_dict(model:nn.Module, sd:dict, source:str):
     "Load a whole-model state dict into `model`; `source` names it in errors."
@@ -181,7 +181,7 @@ def load_weights(self:SegModel, weights=None): # None, 'imagenet', or the path o
     else: load_source_state_dict(self.backbone, sd, str(weights))
     return self
 
-# %% ../../nbs/21_models.segmentation.ipynb #e621b5b6
+# %% ../../nbs/21_models.segmentation.ipynb #08b99800
 def deeplabv2(backbone:Backbone, n_classes:int,
               aspp_rates:tuple=(6, 12, 18, 24), # (6, 12) for AdaptSegNet's two-branch classifier
               multi_level:bool=False)->SegModel: # add AdaptSegNet's second classifier on `layer3`
@@ -200,7 +200,7 @@ def _finish(model:SegModel, weights, freeze_bn:bool)->SegModel:
     model.load_weights(weights)                      # before freezing, so frozen BN copies the loaded statistics
     return model.freeze_bn() if freeze_bn else model
 
-# %% ../../nbs/21_models.segmentation.ipynb #a82c0cc9
+# %% ../../nbs/21_models.segmentation.ipynb #95f8324b
 def register_model(name:str):
     "Decorator: register in `MODELS` under `name`, replacing an earlier definition of the same function."
     def _reg(f):
@@ -213,7 +213,7 @@ def create_model(name:str, **kwargs)->SegModel:
     "Build the model registered as `name`, e.g. `create_model('deeplabv2_r101', n_classes=19)`."
     return MODELS.create(name, **kwargs)
 
-# %% ../../nbs/21_models.segmentation.ipynb #95f8324b
+# %% ../../nbs/21_models.segmentation.ipynb #e935608b
 V2_RATES, V3_RATES = (6, 12, 18, 24), (6, 12, 18)
 
 @register_model('deeplabv2_r101')

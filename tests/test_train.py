@@ -1,0 +1,87 @@
+"Training end to end: the CLI, papermill parameter injection, exact resume after a kill, DDP with torchrun, bad input."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from conftest import ROOT, BIN, tiny_args
+
+def dass_train(args, **kw):
+    return subprocess.run([str(BIN/'dass_train'), *args], capture_output=True, text=True, timeout=600, cwd=ROOT, **kw)
+
+def final_weights(out_dir):
+    m = json.loads((Path(out_dir)/'metrics.json').read_text())
+    return m, torch.load(m['final_checkpoint'], weights_only=False)['method']['model']
+
+def test_cli_trains_and_writes_metrics(tiny_bench, tmp_path):
+    r = dass_train(tiny_args(tiny_bench, tmp_path/'run', method='adaptsegnet'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path/'run'/'metrics.json').read_text())
+    assert (m['method'], m['source'], m['target'], m['iters'], m['world_size']) == ('adaptsegnet', 'gta5', 'cityscapes', 6, 1)
+    assert 0 <= m['target_miou'] <= 100 and m['best_target_miou'] >= m['target_miou']
+    assert len(m['per_class_iou']) == 19 and 'road' in m['per_class_iou']
+    log = [json.loads(l) for l in (tmp_path/'run'/'train'/'metrics.jsonl').read_text().splitlines()]
+    losses = [r for r in log if 'seg' in r]
+    assert losses and {'seg', 'adv', 'd0'} <= set(losses[0]) and any('val_mIoU' in r for r in log)
+    assert 'adaptsegnet gta5 -> cityscapes: mIoU' in r.stdout
+
+def test_killed_run_resumes_to_the_same_result(tiny_bench, tmp_path):
+    args = lambda d: tiny_args(tiny_bench, d, method='advent', iters=10, eval_every=3)
+    assert dass_train(args(tmp_path/'full')).returncode == 0
+    p = subprocess.Popen([str(BIN/'dass_train'), *args(tmp_path/'cut')], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path/'cut'/'train'/'last.pt'
+    t0 = time.time()
+    while not last.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.02)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (tmp_path/'cut'/'metrics.json').exists(), "the run finished before it could be killed"
+    assert torch.load(last, weights_only=False)['iter'] < 10
+    r = dass_train(args(tmp_path/'cut'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (m1, w1), (m2, w2) = final_weights(tmp_path/'full'), final_weights(tmp_path/'cut')
+    assert m1['target_miou'] == m2['target_miou'] and m1['per_class_iou'] == m2['per_class_iou']
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    l1 = (tmp_path/'full'/'train'/'metrics.jsonl').read_text().splitlines()
+    l2 = (tmp_path/'cut'/'train'/'metrics.jsonl').read_text().splitlines()
+    strip = lambda ls: [{k: v for k, v in json.loads(l).items() if k != 'seconds'} for l in ls]
+    assert strip(l1) == strip(l2)
+
+def test_torchrun_two_processes_gloo(tiny_bench, tmp_path):
+    cmd = [str(BIN/'torchrun'), '--standalone', '--nproc_per_node', '2', str(BIN/'dass_train'),
+           *tiny_args(tiny_bench, tmp_path/'ddp', method='adaptsegnet', batch_size=1, target_batch_size=1)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = json.loads((tmp_path/'ddp'/'metrics.json').read_text())
+    assert m['world_size'] == 2 and 0 <= m['target_miou'] <= 100
+    assert r.stdout.count('mIoU') == 1, "only rank 0 reports"
+
+def test_papermill_injects_parameters(tiny_bench, tmp_path):
+    pm = pytest.importorskip('papermill')
+    params = dict(method='minent', iters=3, eval_every=0, backbone='deeplab_r18', weights=None, batch_size=2,
+                  target_batch_size=2, crop_h=48, crop_w=96, num_workers=0, data_root=str(tiny_bench),
+                  out_dir=str(tmp_path/'pm'), method_options={'lambda_ent': 0.01})
+    env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
+    out = tmp_path/'out.ipynb'
+    r = subprocess.run([str(BIN/'papermill'), str(ROOT/'nbs'/'train.ipynb'), str(out), '--cwd', str(ROOT/'nbs'),
+                        '-y', json.dumps(params)], capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    nb = json.loads(out.read_text())
+    injected = [c for c in nb['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
+    assert len(injected) == 1 and "method = \"minent\"" in ''.join(injected[0]['source'])
+    m = json.loads((tmp_path/'pm'/'metrics.json').read_text())
+    assert (m['method'], m['iters'], m['config']['method_options']) == ('minent', 3, {'lambda_ent': 0.01})
+    assert (tmp_path/'pm'/'per_class_iou.csv').exists() and (tmp_path/'pm'/'qualitative.png').exists()
+
+@pytest.mark.parametrize('flags, message', [
+    (['--method', 'spcll'], "method='spcll': valid methods are"),
+    (['--num_classes', '20'], 'num_classes=20: valid values are 19, 16 and 7'),
+    (['--source', 'gta6'], "source='gta6': valid datasets are"),
+    (['--method_options', '{"lamda": 1}', '--method', 'advent'], "unknown option(s) ['lamda']"),
+])
+def test_bad_parameters_are_named(tiny_bench, tmp_path, flags, message):
+    from dass_nb.train import train_cli
+    with pytest.raises(SystemExit) as e: train_cli(tiny_args(tiny_bench, tmp_path/'bad') + flags)
+    assert message in str(e.value)
+    assert not (tmp_path/'bad').exists(), "nothing is written before the parameters are valid"
+
+def test_missing_data_names_the_layout(tmp_path):
+    r = dass_train(tiny_args(tmp_path/'nowhere', tmp_path/'bad'))
+    assert r.returncode != 0
+    assert 'gta5' in r.stderr and 'images/' in r.stderr and 'data_prep' in r.stderr, r.stderr[-2000:]
