@@ -48,7 +48,7 @@ def load_model(ckpt, backbone:str|None=None, num_classes:int|None=None, device='
     backbone, K = checkpoint_spec(ckpt, backbone, num_classes)
     sd = {k: v for k, v in _model_state(ckpt).items() if not k.startswith('heads.')}
     kw = {'multi_level': True} if any(k.startswith('aux_classifier.') for k in sd) else {}
-    model = MODELS.create(backbone, n_classes=K, weights=None, **kw)
+    model = MODELS.create(backbone, num_classes=K, weights=None, **kw)
     missing = [k for k in model.state_dict() if k not in sd and not k.endswith('num_batches_tracked')]
     if missing: raise KeyError(f"checkpoint {ckpt} does not fit {backbone} with {K} classes: missing {missing[:5]}")
     model.load_state_dict(sd, strict=False)

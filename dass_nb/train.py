@@ -135,7 +135,7 @@ def model(self:Run, init=None, # checkpoint whose model weights to load (a stage
           **kwargs): # more arguments of the model entrypoint (e.g. `multi_level=True`)
     "A new segmentation network of the run's backbone, optionally initialised from a checkpoint."
     c = self.cfg
-    m = MODELS.create(c.backbone, n_classes=c.num_classes, weights=None if init is not None else c.weights,
+    m = MODELS.create(c.backbone, num_classes=c.num_classes, weights=None if init is not None else c.weights,
                       freeze_bn=c.freeze_bn, **kwargs)
     if setup is not None: setup(m)
     if init is not None: m.load_state_dict(load_checkpoint(init, restore_rng=False)['method']['model'])
