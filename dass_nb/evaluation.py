@@ -15,13 +15,13 @@ from fastcore.script import call_parse
 from .core import MODELS, get_device, get_logger, save_json, is_main_process
 from .engine import evaluate, predict, load_checkpoint, init_distributed
 from .metrics import miou_summary, iou_per_class, iou_table
-from .data import get_dataset, eval_transform, eval_loader, class_names, class_colors, denormalize, CS_LABEL_IDS_19
+from .data import get_dataset, eval_transform, eval_loader, class_names, colorize, denormalize, CS_LABEL_IDS_19
 from .train import TrainConfig, resolve_data_root
 import dass_nb.models
 
 # %% auto #0
-__all__ = ['run_config', 'checkpoint_spec', 'load_model', 'evaluate_checkpoint', 'colorize', 'show_predictions',
-           'save_predictions', 'eval_cli']
+__all__ = ['run_config', 'checkpoint_spec', 'load_model', 'evaluate_checkpoint', 'show_predictions', 'save_predictions',
+           'eval_cli']
 
 # %% ../nbs/47_evaluation.ipynb #288fdd33
 def run_config(ckpt)->TrainConfig|None:
@@ -71,11 +71,6 @@ def evaluate_checkpoint(ckpt, dataset:str, split:str='val', num_classes:int|None
     return res
 
 # %% ../nbs/47_evaluation.ipynb #c08e8591
-def colorize(label, num_classes:int=19)->np.ndarray:
-    "An RGB uint8 image of train-ID `label` `[H, W]` in the protocol's colours (255 and unknown: black)."
-    lut = np.zeros((256, 3), np.uint8); lut[:num_classes] = class_colors(num_classes)
-    return lut[np.asarray(label, dtype=np.int64).clip(0, 255)]
-
 def show_predictions(models:dict, # column title -> model
                      dataset, idxs=(0, 1, 2), num_classes:int=19, size:float=2.2, save=None):
     "Qualitative panels: image | ground truth | each model's prediction, for samples `idxs` of `dataset`."

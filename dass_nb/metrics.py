@@ -12,8 +12,8 @@ import torch.distributed as dist
 from .core import IGNORE, get_world_size
 
 # %% auto #0
-__all__ = ['TAIL_19', 'MIOU13_OF_16', 'MIOU16_OF_19', 'MIOU13_OF_19', 'confusion_matrix', 'ConfusionMatrix', 'iou_per_class',
-           'mean_iou', 'pixel_accuracy', 'miou_summary', 'depth_metrics', 'iou_table', 'plot_iou']
+__all__ = ['MIOU13_OF_19', 'confusion_matrix', 'ConfusionMatrix', 'iou_per_class', 'mean_iou', 'pixel_accuracy', 'miou_summary',
+           'depth_metrics', 'iou_table', 'plot_iou']
 
 # %% ../nbs/01_metrics.ipynb #cba18ed6
 def confusion_matrix(pred:torch.Tensor, # predicted train IDs, any shape (or logits `[N, K, ...]`, argmax over dim 1)
@@ -72,18 +72,16 @@ def pixel_accuracy(cm:torch.Tensor)->float:
     return (cm.diag().sum() / cm.sum().clamp(min=1)).item()
 
 # %% ../nbs/01_metrics.ipynb #3bd14618
-TAIL_19 = (3, 4, 6, 7, 9, 12, 14, 15, 16, 17, 18) # SPCL's tail classes, in 19-class train IDs
-MIOU13_OF_16 = (0, 1, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) # 16-class IDs without wall (3), fence (4), pole (5)
-MIOU16_OF_19 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 15, 17, 18) # the SYNTHIA classes among the 19
-MIOU13_OF_19 = tuple(c for c in MIOU16_OF_19 if c not in (3, 4, 5))
+from .data.labels import TAIL_CLASSES_19, EVAL_13_OF_16, TRAIN16_TO_19
+MIOU13_OF_19 = tuple(TRAIN16_TO_19[i] for i in EVAL_13_OF_16) # the 13 SYNTHIA classes among the 19
 
 def miou_summary(cm:torch.Tensor)->dict:
     "The mIoU figures the papers print for a matrix of 19, 16 or 7 classes, in percent."
     K = cm.shape[0]
     res = {'mIoU': 100 * mean_iou(cm), 'pixel_acc': 100 * pixel_accuracy(cm)}
-    if K == 19: res.update({'mIoU_tail': 100 * mean_iou(cm, TAIL_19), 'mIoU16': 100 * mean_iou(cm, MIOU16_OF_19),
+    if K == 19: res.update({'mIoU_tail': 100 * mean_iou(cm, TAIL_CLASSES_19), 'mIoU16': 100 * mean_iou(cm, TRAIN16_TO_19),
                             'mIoU13': 100 * mean_iou(cm, MIOU13_OF_19)})
-    if K == 16: res['mIoU13'] = 100 * mean_iou(cm, MIOU13_OF_16)
+    if K == 16: res['mIoU13'] = 100 * mean_iou(cm, EVAL_13_OF_16)
     return res
 
 # %% ../nbs/01_metrics.ipynb #af0fd369
@@ -114,8 +112,8 @@ def iou_table(results:dict, # row name -> confusion matrix `[K, K]` or per-class
         iou = _iou_vector(x)
         row = dict(zip(class_names, (100 * iou).tolist()))
         row['mIoU'] = 100 * iou[~iou.isnan()].mean().item()
-        if len(class_names) == 19: row['mIoU_tail'] = 100 * iou[list(TAIL_19)].nanmean().item()
-        if len(class_names) == 16: row['mIoU13'] = 100 * iou[list(MIOU13_OF_16)].nanmean().item()
+        if len(class_names) == 19: row['mIoU_tail'] = 100 * iou[list(TAIL_CLASSES_19)].nanmean().item()
+        if len(class_names) == 16: row['mIoU13'] = 100 * iou[list(EVAL_13_OF_16)].nanmean().item()
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient='index').round(decimals)
 
