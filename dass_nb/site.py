@@ -4,7 +4,7 @@
 
 # %% ../nbs/95_site.ipynb #388adcbf
 from __future__ import annotations
-import hashlib, importlib.util, multiprocessing, re, shutil, sys, warnings
+import concurrent.futures as cf, hashlib, importlib.util, multiprocessing, re, shutil, sys, warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -126,6 +126,13 @@ def _mp_context():
     return ctx
 
 # %% ../nbs/95_site.ipynb #19f599c5
+_re_exc = re.compile(r'^((?:[A-Z]\w*)?(?:Error|Exception|Interrupt|Exit)\b.*)$', re.M)
+
+def _why(e:Exception)->str:
+    "nbdev's message (notebook, cell) and the error that caused it, read from the worker's traceback."
+    causes = _re_exc.findall(str(e.__cause__ or ''))[:-1]  # the last one is `e` itself
+    return '\n    '.join([f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", *causes])
+
 def process_nbs(files:list[Path], # notebooks to process
                 nbs:Path, # their root folder; the cache mirrors its layout
                 cache:Path, # where processed notebooks are kept between builds
@@ -139,15 +146,16 @@ def process_nbs(files:list[Path], # notebooks to process
     keys = {f: _sha(f.read_bytes(), lk, execute) for f in files}
     todo = [f for f in files if force or _stale(f, out[f], keys[f])]
     for f in todo: out[f].parent.mkdir(parents=True, exist_ok=True)
-    errors, bar = [], tqdm(total=len(todo), desc='processing notebooks', disable=quiet or not todo)
-    # a Pool, not a ProcessPoolExecutor: `maxtasksperchild` (one process per notebook) works on Python 3.10 too
-    with _mp_context().Pool(max(1, n_workers), maxtasksperchild=1) as pool:
-        tick = lambda _: bar.update()
-        res = {f: pool.apply_async(serve_drv.main, ((f, out[f], proc),), callback=tick, error_callback=tick) for f in todo}
-        for f, r in res.items():
-            try: r.get(); out[f].with_suffix('.key').write_text(keys[f])
-            except Exception as e: errors.append(f"{f.name}: {type(e).__name__}: {e}")
-    bar.close()
+    # Executor workers, unlike a Pool's, may start processes of their own (a DataLoader's workers, say),
+    # as under nbdev_test. One task per process needs Python 3.11; 3.10 reuses them.
+    once = {'max_tasks_per_child': 1} if sys.version_info >= (3, 11) else {}
+    errors = []
+    with cf.ProcessPoolExecutor(max(1, n_workers), mp_context=_mp_context(), **once) as ex:
+        futs = {ex.submit(serve_drv.main, (f, out[f], proc)): f for f in todo}
+        for fut in tqdm(cf.as_completed(futs), total=len(futs), desc='processing notebooks', disable=quiet or not futs):
+            f = futs[fut]
+            try: fut.result(); out[f].with_suffix('.key').write_text(keys[f])
+            except Exception as e: errors.append(f"{f.name}: {_why(e)}")
     if errors: raise RuntimeError('docs processing failed for:\n' + '\n'.join(errors))
     return out
 
@@ -271,9 +279,10 @@ def render_page(proc_nb:Path, # a notebook processed by `process_nbs`
 _ASSETS = ('.png', '.jpg', '.jpeg', '.gif', '.svg', '.webp', '.css')
 
 def _site_yml(nbs:Path)->dict:
-    for p in (nbs/'_quarto.yml', get_config().config_path/'_quarto.yml'):
-        if p.exists(): return yaml.safe_load(p.read_text()) or {}
-    return {}
+    "`nbs/_quarto.yml`; for the project's own notebooks, the top-level file if the symlink is missing."
+    cfg, p = get_config(), nbs/'_quarto.yml'
+    if not p.exists() and nbs.resolve() == cfg.nbs_path.resolve(): p = cfg.config_path/'_quarto.yml'
+    return (yaml.safe_load(p.read_text()) or {}) if p.exists() else {}
 
 def _copy_assets(nbs:Path, dest:Path):
     "Copy the images and stylesheets in `nbs` and the syntax-highlighting CSS into `dest`."

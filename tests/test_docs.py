@@ -81,7 +81,9 @@ def _local_links(page:Path, soup):
 def test_every_link_resolves(site):
     dest, pages, _ = site
     ids = {}
-    def _ids(p): return ids.setdefault(p, {t['id'] for t in BeautifulSoup(p.read_text(), 'html.parser').find_all(id=True)})
+    def _ids(p):
+        if p not in ids: ids[p] = {t['id'] for t in BeautifulSoup(p.read_text(), 'html.parser').find_all(id=True)}
+        return ids[p]
     for page in pages:
         soup = BeautifulSoup(page.read_text(), 'html.parser')
         nav = soup.select('.navbar a[href], .sidebar a[href]')
