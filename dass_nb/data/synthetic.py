@@ -21,8 +21,8 @@ from .labels import CLASSES_19, COLORS_19, CS_LABEL_IDS_19, MAPILLARY_V12, train
 # %% auto #0
 __all__ = ['SKY_DEPTH', 'NEAR', 'DOMAINS', 'SOURCES', 'TARGETS', 'PART_LANE', 'PART_ZEBRA', 'PART_KERB', 'PART_MOTORCYCLIST',
            'PART_EGO', 'SYNTHETIC_VERSION', 'Camera', 'DomainStyle', 'render_scene', 'raw_id_lut', 'raw_labels',
-           'png16_bytes', 'write_png16', 'read_png16', 'layout_files', 'synthia_depth', 'write_sample', 'image_seed',
-           'is_complete', 'write_domain', 'benchmark_dir', 'make_benchmark', 'ensure_benchmark']
+           'png_bytes', 'read_png16', 'layout_files', 'synthia_depth', 'write_sample', 'image_seed', 'is_complete',
+           'write_domain', 'benchmark_dir', 'make_benchmark', 'ensure_benchmark']
 
 # %% ../../nbs/14_data.synthetic.ipynb #0bd32387
 SKY_DEPTH = 655.35  # metres: the sky's depth, the largest value SYNTHIA's centimetre PNGs hold
@@ -172,7 +172,7 @@ _IDD = DomainStyle(
     bus_rgb=((200, 60, 40), (60, 100, 170)), tram_rgb=((120, 60, 40),), saturation=0.9, texture=0.8, noise=3.,
     blur=(0.3, 0.8), gamma=(0.9, 1.1), cast=0.04, palm=0.1, lanes=(2, 4), lane_w=(3., 3.5),
     sidewalk_p=0.35, sidewalk_w=(1.2, 2.5), verge_p=0.8, building_h=(4., 15.), gap_p=0.35, curve=0.002,
-    crossing_p=0.3, n_cars=5., n_parked=2., n_trucks=1.2, n_buses=0.5, p_tram=0.1, n_persons=8., crowd_p=0.15,
+    crossing_p=0.3, n_cars=5., n_parked=2., n_trucks=1.2, n_buses=0.5, p_tram=0.15, n_persons=8., crowd_p=0.15,
     n_riders=6., moto_share=0.85, n_parked_2w=3., n_trees=5., n_poles=4., lights_p=0.2, n_signs=1., wall_p=0.5, fence_p=0.3)
 
 _CITYSCAPES = DomainStyle(
@@ -305,7 +305,7 @@ def _sample_street(rng, st:DomainStyle)->_Street:
 # %% ../../nbs/14_data.synthetic.ipynb #ac82cc34
 _G_SKY, _G_ROAD, _G_LANE, _G_ZEBRA, _G_KERB, _G_SIDEWALK, _G_TERRAIN, _G_CENTRE = range(8)
 
-def _ground_faces(st:DomainStyle, rng, terrain_rgb)->list:
+def _ground_faces(st:DomainStyle, terrain_rgb)->list:
     "Canvas entries of sky and the ground faces (plane Y=0; the sky gets a zero normal)."
     up, zero = (0., 1., 0.), (0., 0., 0.)
     g = lambda cls, rgb, part=0: (cls, rgb, part, 0., up, 0., 0.1, SKY_DEPTH - 1., (0., 0.))  # ground is nearer than the sky
@@ -322,7 +322,7 @@ def _markings(s:_Street, xr, Z):
     lines = (np.abs(xr - (k - s.n_lanes/2)*s.lane_w) < w) & (np.abs(xr) < s.half - 1) & (np.abs(xr) > 1) & (np.mod(Z, 12.) < 4.5)
     return edge | lines
 
-def _ground_map(cam:Camera, s:_Street, rng)->np.ndarray:
+def _ground_map(cam:Camera, s:_Street)->np.ndarray:
     "Face-ID image of sky and ground, before any object is drawn."
     dX, dY, dZ = cam.rays()
     t = np.where(dY < -1e-5, cam.height/np.maximum(-dY, 1e-5), 1e7)  # [H,1]; rows above the horizon are sky
@@ -815,7 +815,7 @@ def _sky(col, sky, cam:Camera, light:_Light, lo):
     col[sky] = c*(1 - cloud) + cloud_rgb*cloud
 
 # %% ../../nbs/14_data.synthetic.ipynb #1df752ef
-def _windows(col, fm, cls_px, win, n, Xw, Yw, Zw, st, light, rng):
+def _windows(col, fm, cls_px, win, n, Xw, Yw, Zw, st, light):
     "Paint facade windows from the face's window period and floor height; some glow at night."
     idx = np.nonzero((cls_px == _BUILDING) & (win[fm, 0] > 0))
     if not len(idx[0]): return
@@ -830,24 +830,27 @@ def _windows(col, fm, cls_px, win, n, Xw, Yw, Zw, st, light, rng):
         glass[on] = np.array([1., 0.8, 0.5], np.float32)*0.9
     col[idx[0][m], idx[1][m]] = glass
 
+_NOISE_GAINS = {_ROAD: (0., 0., 0.11, 0.1), _SIDEWALK: (0., 0., 0.05, 0.06), _WALL: (0., 0., 0.05, 0.06),
+                _VEGETATION: (0.12, 0.1, 0.35, 0.2), _TERRAIN: (0., 0., 0.17, 0.2)}  # fine, smooth gain; both again per unit of texture
+
+def _noise_gains(a:float):
+    "Per-class gains [256] of the fine and the smooth noise field at texture amplitude `a`."
+    g_hi, g_lo = np.full(256, 0.05*a, np.float32), np.zeros(256, np.float32)
+    for c, (h0, l0, h1, l1) in _NOISE_GAINS.items(): g_hi[c], g_lo[c] = h0 + a*h1, l0 + a*l1
+    return g_hi, g_lo
+
 def _textures(col, cls_px, part, fm, n, Xw, Yw, Zw, depth, hi, lo, st):
     "Multiply colours by class-specific procedural textures (in place)."
-    a = st.texture
-    mul = 1 + a*0.05*hi
-    fade = np.clip(1 - depth/25., 0, 1)
-    road, side = (cls_px == _ROAD) & (part == 0), (cls_px == _SIDEWALK) & (part == 0)
-    mul[road] += a*(0.1*lo[road] + 0.06*hi[road]) - a*0.25*(lo[road] > 1.3)
-    joints = (np.mod(Xw, 0.6) < 0.05) | (np.mod(Zw, 0.6) < 0.05)
-    mul[side] -= a*0.3*(joints[side]*fade[side]) - a*0.06*lo[side]
-    veg, ter = cls_px == _VEGETATION, cls_px == _TERRAIN
-    mul[veg] += (0.12 + 0.3*a)*hi[veg] + (0.1 + 0.2*a)*lo[veg]
-    mul[ter] += a*(0.2*lo[ter] + 0.12*hi[ter])
-    fence, wall = cls_px == _FENCE, cls_px == _WALL
-    u = np.where(np.abs(n[fm, 0]) > 0.5, Zw, Xw)
-    mul[fence] *= np.where((np.mod(u[fence], 0.22) < 0.08) | (np.mod(Yw[fence], 1.) < 0.08), 0.55, 1.)
-    mul[wall] *= 1 - 0.2*(np.mod(Yw[wall], 0.3) < 0.04)*fade[wall] + a*0.06*lo[wall]
-    veh = (cls_px >= _CAR) & (cls_px <= _BUS)
-    mul[veh] *= 1 + 0.08*np.clip(Yw[veh] - 0.8, -1, 1)  # sky reflected on the upper body
+    a, (g_hi, g_lo) = st.texture, _noise_gains(st.texture)
+    mul = 1 + g_hi[cls_px]*hi + g_lo[cls_px]*lo
+    at = lambda c: np.nonzero((cls_px == c) & (part == 0))
+    fade = lambda i: np.clip(1 - depth[i]/25., 0, 1)  # fine patterns fade out before they alias
+    i = at(_ROAD); mul[i] -= a*0.25*(lo[i] > 1.3)  # patched asphalt
+    i = at(_SIDEWALK); mul[i] -= a*0.3*((np.mod(Xw[i], 0.6) < 0.05) | (np.mod(Zw[i], 0.6) < 0.05))*fade(i)  # paving joints
+    i = at(_WALL); mul[i] -= 0.2*(np.mod(Yw[i], 0.3) < 0.04)*fade(i)  # courses of stone
+    i = at(_FENCE); u = np.where(np.abs(n[fm[i], 0]) > 0.5, Zw[i], Xw[i])
+    mul[i] *= np.where((np.mod(u, 0.22) < 0.08) | (np.mod(Yw[i], 1.) < 0.08), 0.55, 1.)  # bars and rails
+    i = np.nonzero((cls_px >= _CAR) & (cls_px <= _BUS)); mul[i] *= 1 + 0.08*np.clip(Yw[i] - 0.8, -1, 1)  # sky reflected on the upper body
     col *= mul[..., None]
 
 # %% ../../nbs/14_data.synthetic.ipynb #4ba56462
@@ -900,7 +903,7 @@ def _draw_scene(rng, st:DomainStyle, H:int, W:int):
     s = _sample_street(rng, st)
     cam, lane = _sample_camera(rng, st, s, H, W)
     light = _sample_light(rng, st)
-    cv = _Canvas(cam, _ground_map(cam, s, rng), _ground_faces(st, rng, _jit(rng, _pick(rng, st.terrain_rgb), 0.08)))
+    cv = _Canvas(cam, _ground_map(cam, s), _ground_faces(st, _jit(rng, _pick(rng, st.terrain_rgb), 0.08)))
     objs = [(s.z_end + 1e4, _backdrop, (rng, st, s))]
     _place_buildings(objs, rng, st, s)
     _place_furniture(objs, rng, st, s, light)
@@ -913,7 +916,8 @@ def _draw_scene(rng, st:DomainStyle, H:int, W:int):
 # %% ../../nbs/14_data.synthetic.ipynb #8f82080d
 def render_scene(seed:int, # the image's own seed (see `image_seed`)
                  domain:str|DomainStyle='gta5', # a key of `DOMAINS`, or a style
-                 H:int=256, W:int=512)->dict: # image size in pixels
+                 H:int=256, # image rows
+                 W:int=512)->dict: # image columns
     "Render one scene of `domain`: uint8 `image` [H,W,3], train-ID `label` [H,W], `depth` [H,W] in metres, `part` [H,W]."
     st = DOMAINS[domain] if isinstance(domain, str) else domain
     rng = np.random.default_rng(seed)
@@ -925,7 +929,7 @@ def render_scene(seed:int, # the image's own seed (see `image_seed`)
     Xw, Yw, Zw = cam.x + depth*dX, cam.height + depth*dY, depth*dZ
     col = (rgb*_shade_faces(n, emit, light))[fm]
     hi, lo = _noise_fields(rng, H, W)
-    _windows(col, fm, cls_px, win, n, Xw, Yw, Zw, st, light, rng)
+    _windows(col, fm, cls_px, win, n, Xw, Yw, Zw, st, light)
     _textures(col, cls_px, part_px, fm, n, Xw, Yw, Zw, depth, hi, lo, st)
     _sky(col, sky, cam, light, lo)
     _atmosphere(col, depth, sky, light)
@@ -970,17 +974,18 @@ def _encode(img:Image.Image, fmt:str='PNG', **kw)->bytes:
 def _chunk(kind:bytes, data:bytes)->bytes:
     return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
 
-def png16_bytes(a:np.ndarray)->bytes:
-    "A 16-bit PNG of the uint16 array `a`: [H,W] grey or [H,W,3] RGB."
-    a = np.ascontiguousarray(a, '>u2'); h, w = a.shape[:2]
-    rows = np.concatenate([np.zeros((h, 1), np.uint8), a.reshape(h, -1).view(np.uint8)], 1)  # filter type 0 per row
-    ihdr = struct.pack('>IIBBBBB', w, h, 16, 2 if a.ndim == 3 else 0, 0, 0, 0)
-    return b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', ihdr) + _chunk(b'IDAT', zlib.compress(rows.tobytes(), 6)) + _chunk(b'IEND', b'')
-
-def write_png16(path, a:np.ndarray): _write_bytes(Path(path), png16_bytes(a))
+def png_bytes(a:np.ndarray, level:int=1)->bytes:
+    "PNG of the uint8 or uint16 array `a`, [H,W] grey or [H,W,3] RGB; every row uses the Sub filter."
+    a = np.ascontiguousarray(a); h, w = a.shape[:2]; wide = a.dtype == np.uint16
+    b = (a.astype('>u2').view(np.uint8) if wide else a.astype(np.uint8)).reshape(h, -1)
+    bpp = (3 if a.ndim == 3 else 1)*(2 if wide else 1)
+    rows = np.empty((h, b.shape[1] + 1), np.uint8); rows[:, 0] = 1
+    rows[:, 1:] = b; rows[:, 1 + bpp:] -= b[:, :-bpp]  # Sub: difference to the pixel on the left, mod 256
+    ihdr = struct.pack('>IIBBBBB', w, h, 16 if wide else 8, 2 if a.ndim == 3 else 0, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', ihdr) + _chunk(b'IDAT', zlib.compress(rows.tobytes(), level)) + _chunk(b'IEND', b'')
 
 def read_png16(path)->np.ndarray:
-    "Read a 16-bit grey or RGB PNG written by `write_png16` (unfiltered rows) as uint16."
+    "Read a 16-bit grey or RGB PNG as uint16 [H,W] or [H,W,3] (rows filtered with None or Sub, as `png_bytes` writes)."
     b, pos, idat = Path(path).read_bytes(), 8, b''
     while pos < len(b):
         n, kind = struct.unpack('>I4s', b[pos:pos + 8]); data = b[pos + 8:pos + 8 + n]; pos += 12 + n
@@ -988,8 +993,10 @@ def read_png16(path)->np.ndarray:
         elif kind == b'IDAT': idat += data
     if depth != 16: raise ValueError(f"{path} is not a 16-bit PNG")
     rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, -1)
-    if rows[:, 0].any(): raise NotImplementedError("filtered PNG rows: read this file with PIL or imageio")
-    return rows[:, 1:].copy().view('>u2').astype(np.uint16).reshape((h, w, 3) if ctype == 2 else (h, w))
+    if not np.isin(rows[:, 0], (0, 1)).all(): raise NotImplementedError(f"{path}: rows with Up/Average/Paeth filters; use dass_nb.data.datasets.read_label")
+    bpp, px = (6 if ctype == 2 else 2), rows[:, 1:].reshape(h, w, -1)
+    px = np.where((rows[:, 0] == 1)[:, None, None], np.cumsum(px, 1, dtype=np.uint8), px)  # undo Sub
+    return px.reshape(h, -1).copy().view('>u2').astype(np.uint16).reshape((h, w, 3) if ctype == 2 else (h, w))
 
 # %% ../../nbs/14_data.synthetic.ipynb #cc9dc3cf
 _CS_CITIES = {'train': ('aachen', 'bochum', 'bremen', 'cologne', 'darmstadt', 'dusseldorf', 'erfurt', 'hamburg', 'hanover',
@@ -999,8 +1006,11 @@ _CS_CITIES = {'train': ('aachen', 'bochum', 'bremen', 'cologne', 'darmstadt', 'd
 def _key(seed:int, domain:str, split:str, i:int)->str:
     return hashlib.sha1(f'{seed}/{domain}/{split}/{i}'.encode()).hexdigest()
 
-def layout_files(domain:str, split:str, i:int, # which image: domain, 'train' or 'val', index in the split
-                 seed:int=0, n_train:int=0)->dict: # the benchmark seed; train size (val numbering continues it)
+def layout_files(domain:str, # a key of `DOMAINS`
+                 split:str, # 'train' or 'val'
+                 i:int, # index of the image in its split
+                 seed:int=0, # benchmark seed (BDD100K and Mapillary names derive from it)
+                 n_train:int=0)->dict: # training-set size: GTA5 and SYNTHIA number val images after it
     "Paths, relative to the domain's folder, of the files of image `i` of `split` in `domain`'s real layout."
     k = i + (n_train if split == 'val' else 0)
     if domain == 'gta5': return dict(image=f'images/{k + 1:05d}.png', label=f'labels/{k + 1:05d}.png')
@@ -1042,15 +1052,15 @@ def write_sample(folder, domain:str, files:dict, r:dict):
     "Write the rendered scene `r` to the `files` of `layout_files` under `folder`, in `domain`'s formats."
     folder, raw = Path(folder), raw_labels(r['label'], r['part'], domain)
     img = Image.fromarray(r['image'])
-    _write_bytes(folder/files['image'], _encode(img, 'JPEG', quality=r['jpeg']) if r['jpeg'] else _encode(img, compress_level=1))
+    _write_bytes(folder/files['image'], _encode(img, 'JPEG', quality=r['jpeg']) if r['jpeg'] else png_bytes(r['image']))
     if domain == 'synthia':
-        _write_bytes(folder/files['label'], png16_bytes(np.stack([raw, r['instance'], np.zeros_like(raw)], -1)))
+        _write_bytes(folder/files['label'], png_bytes(np.stack([raw, r['instance'], np.zeros_like(raw)], -1), 6))
         _write_bytes(folder/files['parsed'], _label_png(raw))
-        _write_bytes(folder/files['depth'], png16_bytes(synthia_depth(r['depth'])))
+        _write_bytes(folder/files['depth'], png_bytes(synthia_depth(r['depth']), 6))
     else: _write_bytes(folder/files['label'], _label_png(raw, {'gta5': _CS_PALETTE, 'mapillary': _MAP_PALETTE}.get(domain)))
 
 # %% ../../nbs/14_data.synthetic.ipynb #b7a44df6
-SYNTHETIC_VERSION = 1  # bump when the renderer changes what an image looks like
+SYNTHETIC_VERSION = 2  # bump when the renderer changes what an image looks like
 
 def image_seed(seed:int, domain:str, split:str, index:int)->int:
     "The seed of image `index` of `split` of `domain` in the benchmark made with `seed`."
@@ -1085,9 +1095,13 @@ def is_complete(folder, domain:str, seed:int, n_train:int, n_val:int, H:int=256,
 # %% ../../nbs/14_data.synthetic.ipynb #bf6744b5
 def write_domain(root, # benchmark folder: the domain goes to `root/domain`
                  domain:str, # a key of `DOMAINS`
-                 n_train:int|None=None, n_val:int|None=None, # images per split (default: the style's)
-                 seed:int=0, H:int=256, W:int=512, # benchmark seed and image size
-                 progress:bool=True, n_workers:int=1)->Path: # progress bar; processes to render with
+                 n_train:int|None=None, # training images (default: the style's `n_train`)
+                 n_val:int|None=None, # validation images (default: the style's `n_val`)
+                 seed:int=0, # benchmark seed
+                 H:int=256, # image rows
+                 W:int=512, # image columns
+                 progress:bool=True, # show a progress bar
+                 n_workers:int=1)->Path: # processes rendering in parallel
     "Render `domain` into `root/domain` in its real dataset's layout, skipping what is already written."
     st, folder = DOMAINS[domain], Path(root)/domain
     n_train, n_val = st.n_train if n_train is None else n_train, st.n_val if n_val is None else n_val
@@ -1115,7 +1129,8 @@ def make_benchmark(root:str='data', # the benchmark goes to ROOT/synthetic/<doma
                    seed:int=0, # benchmark seed: the same seed gives the same bytes
                    domains:str='all', # comma-separated domain names, or 'all'
                    scale:float=1., # multiply every domain's image counts (0.05 for a quick look)
-                   H:int=256, W:int=512, # image size
+                   H:int=256, # image rows
+                   W:int=512, # image columns
                    n_workers:int=0, # rendering processes; 0 = one per CPU core
                    quiet:bool=False): # no progress bars
     "Write the synthetic multi-domain benchmark, each domain in its real dataset's layout; finished domains are skipped."
@@ -1125,7 +1140,12 @@ def make_benchmark(root:str='data', # the benchmark goes to ROOT/synthetic/<doma
     return benchmark_dir(root)
 
 # %% ../../nbs/14_data.synthetic.ipynb #d0841abe
-def ensure_benchmark(root='data', seed:int=0, domains='all', scale:float=1., H:int=256, W:int=512)->Path:
+def ensure_benchmark(root='data', # folder that holds (or will hold) `synthetic/`
+                     seed:int=0, # benchmark seed
+                     domains='all', # domain names (list or comma-separated), or 'all'
+                     scale:float=1., # multiply every domain's image counts
+                     H:int=256, # image rows
+                     W:int=512)->Path: # image columns
     "The benchmark folder `root/synthetic`, rendered first if any requested domain is missing or unfinished."
     todo = [d for d in _domains(domains) if not is_complete(benchmark_dir(root)/d, d, seed, *_sizes(d, scale), H, W)]
     if todo:
