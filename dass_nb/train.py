@@ -48,7 +48,7 @@ class TrainConfig(Config):
     backbone:str='deeplab_effl0' # registered model (see `MODELS`)
     weights:str|None='imagenet' # backbone initialisation: 'imagenet', None, or a path to a state dict
     num_classes:int=19 # class protocol: 19, 16 (SYNTHIA) or 7
-    iters:int=1000 # training iterations of the main stage
+    iters:int=600 # training iterations of the main stage
     batch_size:int=4 # source images per step per process (per domain when multi-source)
     target_batch_size:int=4 # target images per step per process
     crop:tuple=(192, 384) # training crop (h, w)
@@ -56,7 +56,7 @@ class TrainConfig(Config):
     eval_size:tuple|None=None # (h, w) the evaluation image is resized to (labels stay full size); None: as stored
     lr:float=1e-3 # backbone learning rate (the head gets 10x); poly decay with power 0.9
     optimizer:str='sgd' # 'sgd' or 'adam'
-    eval_every:int=500 # evaluate on the target val split (and checkpoint) every this many iterations
+    eval_every:int=300 # evaluate on the target val split (and checkpoint) every this many iterations
     seed:int=0 # fixes data order, augmentation and initialisation
     device:str='auto' # 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
     amp:str|None='bf16' # mixed precision on CUDA: 'bf16', 'fp16' or None

