@@ -22,8 +22,9 @@ IGNORE = 255  # label value that every loss and metric skips
 
 # %% ../nbs/00_core.ipynb #c47a57a9
 def _same_definition(old, new)->bool:
-    "Whether `new` re-defines `old`: a notebook cell re-running the definition its exported module already registered."
-    return old is new or (old.__qualname__ == new.__qualname__ and new.__module__ in (old.__module__, '__main__'))
+    "Whether `new` re-defines `old`: the same definition run again, in a notebook or in its exported module."
+    mods = {getattr(old, '__module__', None), getattr(new, '__module__', None)}
+    return old is new or (old.__qualname__ == new.__qualname__ and (len(mods) == 1 or '__main__' in mods))
 
 class Registry(dict):
     "Name -> constructor, so notebooks and papermill parameters can choose parts by string."

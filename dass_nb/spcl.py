@@ -47,7 +47,7 @@ def class_feature_sums(feats:torch.Tensor, # `[N, C, H, W]` features
     f = feats.float().reshape(N, C, -1)                               # scatter along pixels: no channel-last copy
     sums = f.new_zeros(N, C, num_classes + 1).scatter_add_(2, l.expand(N, C, -1), f).sum(0)
     counts = torch.bincount(l.reshape(-1), minlength=num_classes + 1)
-    return sums.T[:num_classes], counts[:num_classes]
+    return sums.T[:num_classes].contiguous(), counts[:num_classes]   # contiguous: gloo all-reduces storage as laid out
 
 def class_feature_means(feats:torch.Tensor, # `[N, C, H, W]` features
                         labels:torch.Tensor, # `[N, H, W]` labels at the features' resolution

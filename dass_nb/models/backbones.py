@@ -13,11 +13,12 @@ import torch.nn as nn
 import torchvision
 from torchvision.ops import FrozenBatchNorm2d
 from fastcore.basics import ifnone, patch
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'FeatureInfo', 'Backbone', 'dilate_', 'stage_dilations', 'freeze_bn_',
-           'read_state_dict', 'imagenet_files', 'imagenet_state_dict', 'load_source_state_dict', 'resnet_backbone',
-           'vgg16_backbone', 'Renormalize', 'effl0_backbone']
+__all__ = ['FeatureInfo', 'Backbone', 'dilate_', 'stage_dilations', 'freeze_bn_', 'read_state_dict', 'imagenet_files',
+           'imagenet_state_dict', 'load_source_state_dict', 'resnet_backbone', 'vgg16_backbone', 'Renormalize',
+           'effl0_backbone']
 
 # %% ../../nbs/20_models.backbones.ipynb #239c104f
 class FeatureInfo(list):
@@ -33,6 +34,7 @@ class FeatureInfo(list):
 # %% ../../nbs/20_models.backbones.ipynb #b64bc684
 class Backbone(nn.Module):
     "A CNN `net` cut into named stages; `forward(x, hooks)` returns every stage's output."
+    norm = 'imagenet'  # the input normalisation it expects, as named by `dass_nb.data.transforms.normalize`
     def __init__(self, net:nn.Module, # the classification network, classifier removed; its parameter names are kept
                  stages:dict, # stage name -> list of dotted submodule paths of `net`, run in order
                  arch:str, # architecture name, used to find ImageNet weights and in messages
@@ -215,8 +217,6 @@ def vgg16_backbone(weights=None): # None, 'imagenet' or a torchvision-format sta
     return Backbone(net, stages, 'vgg16', drop=('classifier.',), new=('fc6.', 'fc7.')).load_weights(weights)
 
 # %% ../../nbs/20_models.backbones.ipynb #cb6da799
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
 class Renormalize(nn.Module):
     "Map images normalised with (`mean`, `std`) to images normalised with (`to_mean`, `to_std`)."
     def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD, # how dass_nb's inputs are normalised (0..1 scale)
