@@ -227,8 +227,15 @@ def fix_body(body:str, # HTML from `nb_body`
         h['id'] = pandoc_id(h.get_text(), seen)
         h.append(soup.new_tag('a', attrs={'class': 'anchor-link', 'href': '#' + h['id']}, string='¶'))
         if h.name in ('h2', 'h3'): toc.append(dict(level=int(h.name[1]), id=h['id'], text=h.get_text()[:-1]))
-    for a in soup.find_all('a', href=True): a['href'] = _fix_href(a['href'], root, doc_url.rstrip('/'))
+    for a in soup.find_all('a', href=True):
+        if _private_doc_link(a['href'], doc_url.rstrip('/')): a.unwrap(); continue
+        a['href'] = _fix_href(a['href'], root, doc_url.rstrip('/'))
     return str(soup), toc
+
+def _private_doc_link(href:str, doc_url:str)->bool:
+    "A link nbdev made to a private name (`_x`): such names have no docs entry, so the text stays unlinked."
+    frag = href.partition('#')[2]
+    return bool(doc_url) and href.startswith(doc_url + '/') and frag.split('.')[-1].startswith('_')
 
 # %% ../nbs/95_site.ipynb #9d08f4eb
 _PAGE = Template('''<!DOCTYPE html>
