@@ -221,6 +221,7 @@ def fix_body(body:str, # HTML from `nb_body`
              root:str='', # relative path from this page to the site root
              doc_url:str='')->tuple[str,list]: # the published docs' URL, `doc_host` + `doc_baseurl`
     "`body` with pandoc heading ids and site-relative links, and its table of contents."
+    body = re.sub(r'\{(?:target|style)=[^}]*\}', '', body)   # pandoc link attributes nbdev adds for Quarto
     soup, seen, toc = BeautifulSoup(body, 'html.parser'), set(), []
     for h in soup.find_all(['h1', 'h2', 'h3', 'h4']):
         for a in h.find_all('a', class_='anchor-link'): a.extract()
