@@ -14,9 +14,10 @@ from .core import IGNORE
 __all__ = ['SOURCE_LABEL', 'TARGET_LABEL', 'upsample', 'SegCELoss', 'entropy_map', 'EntropyLoss', 'bce_to']
 
 # %% ../nbs/30_losses.ipynb #321bdbbe
-def upsample(x:torch.Tensor, size)->torch.Tensor:
-    "Resize `x` `[N, C, h, w]` to `size` (H, W) bilinearly with `align_corners=True`; a no-op at that size."
-    size = tuple(size[-2:])
+def upsample(x:torch.Tensor, # `[N, C, h, w]`
+             size)->torch.Tensor: # (H, W), a longer shape, or a tensor of shape [..., H, W]
+    "Resize `x` to `size` bilinearly with `align_corners=True`, as DeepLab does; a no-op at that size."
+    size = tuple((size.shape if torch.is_tensor(size) else size)[-2:])
     return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode='bilinear', align_corners=True)
 
 # %% ../nbs/30_losses.ipynb #0ae2acba

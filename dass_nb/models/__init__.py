@@ -11,4 +11,5 @@ from .backbones import *
 from .segmentation import *
 from .discriminators import *
 from . import backbones, segmentation, discriminators
-__all__ = ['MODELS'] + backbones.__all__ + segmentation.__all__ + discriminators.__all__
+from ..losses import upsample
+__all__ = ['MODELS', 'upsample'] + backbones.__all__ + segmentation.__all__ + discriminators.__all__

@@ -16,10 +16,9 @@ from .backbones import *
 from .backbones import load_source_state_dict, _short
 
 # %% auto #0
-__all__ = ['V2_RATES', 'V3_RATES', 'SegOut', 'upsample', 'ASPPv2', 'conv_bn_relu', 'ASPPv3', 'DeepLabV3pDecoder', 'DepthHead',
-           'DensityHead', 'SegModel', 'load_model_state_dict', 'deeplabv2', 'deeplabv3p', 'create_model',
-           'deeplabv2_r101', 'deeplabv2_r50', 'deeplabv2_vgg16', 'deeplabv3p_r50', 'v2_rates', 'deeplab_r18',
-           'deeplab_effl0']
+__all__ = ['V2_RATES', 'V3_RATES', 'SegOut', 'ASPPv2', 'conv_bn_relu', 'ASPPv3', 'DeepLabV3pDecoder', 'DepthHead', 'DensityHead',
+           'SegModel', 'load_model_state_dict', 'deeplabv2', 'deeplabv3p', 'create_model', 'deeplabv2_r101',
+           'deeplabv2_r50', 'deeplabv2_vgg16', 'deeplabv3p_r50', 'v2_rates', 'deeplab_r18', 'deeplab_effl0']
 
 # %% ../../nbs/21_models.segmentation.ipynb #766d6f73
 @dataclass
@@ -37,11 +36,7 @@ class SegOut:
     def density(self): return self.heads.get('density')  # [B,1,h,w] from a head named 'density', else None
 
 # %% ../../nbs/21_models.segmentation.ipynb #dcb7bc43
-def upsample(t:torch.Tensor, # [B,C,h,w]
-             size)->torch.Tensor: # (H, W), or a tensor of shape [..., H, W]
-    "Bilinear resize of `t` to `size` with `align_corners=True`, as DeepLab does."
-    if torch.is_tensor(size): size = size.shape[-2:]
-    return F.interpolate(t, size=tuple(size), mode='bilinear', align_corners=True)
+from ..losses import upsample
 
 # %% ../../nbs/21_models.segmentation.ipynb #eb42f275
 class ASPPv2(nn.Module):
