@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_engine.ipynb #7da1be6d
 from __future__ import annotations
-import contextlib, dataclasses, math, os, time
+import contextlib, dataclasses, itertools, json, math, os, time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -206,7 +206,7 @@ def run_stages(stages:list, out_dir, only:str|None=None)->dict:
     for s in stages:
         d = Path(out_dir)/s.name; done = d/'done.json'
         if only is not None and s.name != only: continue
-        if done.exists(): results[s.name] = __import__('json').loads(done.read_text()); continue
+        if done.exists(): results[s.name] = json.loads(done.read_text()); continue
         d.mkdir(parents=True, exist_ok=True)
         get_logger().info(f"stage {s.name}")
         results[s.name] = s.fn(d) or {}
