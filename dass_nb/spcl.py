@@ -178,7 +178,7 @@ class SPCL(DAMethod):
 
 # %% ../nbs/50_spcl.ipynb #efec40d6
 SPCL_PRESETS = {
-    'cpu': dict(warmup=0.5, contrastive=0.5, self_training=0.25, # stage iterations as fractions of `cfg.iters`
+    'cpu': dict(warmup=0.4, contrastive=0.4, self_training=0.2, # stage iterations as fractions of `cfg.iters`
                 freeze_bn=False, # freeze BN in warm-up and contrastive stages (on top of `cfg.freeze_bn`)
                 ssl_lr_mult=1.0), # self-training LR = `cfg.lr` * this
     'paper': dict(warmup=1.0, contrastive=1.0, self_training=0.5, freeze_bn=True, ssl_lr_mult=2.0,
