@@ -23,7 +23,7 @@ data: install
 	$(PY) -m data_prep.make_benchmark --root data
 
 # The main job: train and evaluate one method on the built-in benchmark (papermill parameters in nbs/train.ipynb).
-METHOD ?= source_only
+METHOD ?= spcl
 train: data
 	mkdir -p runs
 	$(VENV)/bin/papermill nbs/train.ipynb runs/train-$(METHOD).ipynb -p method $(METHOD) --cwd nbs
