@@ -12,7 +12,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.script import call_parse
 
-from .core import MODELS, get_device, get_logger, save_json, is_main_process
+from .core import MODELS, METHODS, get_device, get_logger, save_json, is_main_process
 from .engine import evaluate, predict, load_checkpoint, init_distributed
 from .metrics import miou_summary, iou_per_class, iou_table
 from .data import get_dataset, eval_transform, eval_loader, class_names, colorize, denormalize, CS_LABEL_IDS_19
@@ -43,12 +43,19 @@ def checkpoint_spec(ckpt, backbone:str|None=None, num_classes:int|None=None)->tu
         backbone, num_classes = backbone or cfg.backbone, num_classes or cfg.num_classes
     return backbone, num_classes
 
+def _method_network(ckpt, K:int, model):
+    "`model` with what its run's method adds to the network (e.g. SPC's style projection, IBN's IN layers)."
+    cfg = run_config(ckpt)
+    setup = getattr(METHODS.get(cfg.method), 'network_setup', None) if cfg is not None and cfg.method in METHODS else None
+    return setup(K, cfg.source.split('+'), **cfg.method_options)(model) if setup else model
+
 def load_model(ckpt, backbone:str|None=None, num_classes:int|None=None, device='auto'):
     "The segmentation network stored in `ckpt` (extra heads dropped), in eval mode."
     backbone, K = checkpoint_spec(ckpt, backbone, num_classes)
     sd = {k: v for k, v in _model_state(ckpt).items() if not k.startswith('heads.')}
     kw = {'multi_level': True} if any(k.startswith('aux_classifier.') for k in sd) else {}
     model = MODELS.create(backbone, num_classes=K, weights=None, **kw)
+    model = _method_network(ckpt, K, model)
     missing = [k for k in model.state_dict() if k not in sd and not k.endswith('num_batches_tracked')]
     if missing: raise KeyError(f"checkpoint {ckpt} does not fit {backbone} with {K} classes: missing {missing[:5]}")
     model.load_state_dict(sd, strict=False)
