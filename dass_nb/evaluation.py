@@ -86,7 +86,7 @@ def show_predictions(models:dict, # column title -> model
     fig, axs = plt.subplots(len(idxs), len(cols), figsize=(size * 2 * len(cols), size * len(idxs)), squeeze=False)
     for r, i in enumerate(idxs):
         s = dataset[i]
-        pics = [denormalize(s['image']).permute(1, 2, 0).clamp(0, 1).numpy(), colorize(s['label'], num_classes)]
+        pics = [denormalize(s['image']).permute(1, 2, 0).numpy(), colorize(s['label'], num_classes)]
         for m in models.values():
             dev = next(m.parameters()).device
             pics.append(colorize(predict(m.eval(), s['image'][None].to(dev), s['label'].shape[-2:]).argmax(1)[0].cpu(), num_classes))
