@@ -17,7 +17,7 @@ from .engine import init_distributed, fit, evaluate, load_checkpoint, run_stages
 from .metrics import iou_per_class, miou_summary
 from .data import (get_dataset, train_transform, eval_transform, InfiniteLoader, MultiSourceLoader,
                           eval_loader, class_names)
-import dass_nb.models, dass_nb.methods, dass_nb.spcl, dass_nb.depth, dass_nb.spc  # registers the models and methods
+import dass_nb.models, dass_nb.methods, dass_nb.spcl, dass_nb.depth, dass_nb.spc, dass_nb.translation, dass_nb.mlfa  # registers the models and methods
 
 # %% auto #0
 __all__ = ['project_root', 'resolve_data_root', 'TrainConfig', 'validate', 'Run', 'final_checkpoint', 'score', 'train',
