@@ -71,8 +71,7 @@ def load_run_model(run_dir, device='cpu'):
     cfg = run_config(run_dir)
     with tempfile.TemporaryDirectory() as d:  # `Run` writes its config to out_dir: keep the run folder untouched
         run = Run(cfg.update(out_dir=d, device=str(device), resume=False))
-        METHODS.get(cfg.method).pipeline(run, **cfg.method_options)   # a pipeline may change the architecture (SPC)
-        return run.model(init=run_checkpoint(run_dir)).eval()
+        return run.model(init=run_checkpoint(run_dir)).eval()   # `Run.model` adds the method's parts (SPC)
 
 def run_dataset(cfg:TrainConfig, spec:str, # dataset name or 'folder:/path'
                 role:str='val', # 'train' (the split the run trains on) or 'val'

@@ -19,8 +19,8 @@ from .spcl import labels_at, class_feature_sums
 
 # %% auto #0
 __all__ = ['DG_SHORT', 'instance_stats', 'style_distance', 'style_weights', 'project_style', 'StyleProjection',
-           'SemanticEmbedding', 'SemanticClustering', 'clustering_losses', 'attach_spc', 'style_projections',
-           'use_network', 'dg_fit', 'DGMethod', 'DGBaseline', 'HalfInstanceNorm', 'IBN', 'SPC', 'dg_table']
+           'SemanticEmbedding', 'SemanticClustering', 'clustering_losses', 'attach_spc', 'style_projections', 'dg_fit',
+           'DGMethod', 'DGBaseline', 'HalfInstanceNorm', 'IBN', 'SPC', 'dg_table']
 
 # %% ../nbs/60_spc.ipynb #a859f097
 def instance_stats(x:torch.Tensor, # `[B, C, H, W]` feature maps
@@ -196,11 +196,6 @@ def style_projections(model:nn.Module)->dict:
     return {k: v for k, v in unwrap(model).stage_hooks.items() if isinstance(v, StyleProjection)}
 
 # %% ../nbs/60_spc.ipynb #0d2e624b
-def use_network(run, setup)->None:
-    "Make every network `run` builds (training stages and `train`'s final scoring) go through `setup`."
-    build = type(run).model.__get__(run)
-    run.model = lambda init=None, **kw: build(init=init, setup=setup, **kw)
-
 def dg_fit(run, method, stage_dir)->dict:
     "Train `method` on the `train` splits of the run's sources (their `val` splits stay unseen)."
     c = run.cfg
@@ -225,8 +220,7 @@ class DGMethod(DAMethod):
 
     @classmethod
     def pipeline(cls, run, **options)->list:
-        "One training stage on the sources; every network of the run is built with `network_setup`."
-        use_network(run, cls.network_setup(run.num_classes, run.sources, **options))
+        "One training stage on the sources (`Run.model` builds every network of the run with `network_setup`)."
         options = cls.run_options(run.sources, options)
         return [Stage('train', lambda d: dg_fit(run, cls(run.model(), **run.method_kwargs(), **options), d))]
 

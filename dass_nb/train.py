@@ -137,6 +137,8 @@ def model(self:Run, init=None, # checkpoint whose model weights to load (a stage
     c = self.cfg
     m = MODELS.create(c.backbone, num_classes=c.num_classes, weights=None if init is not None else c.weights,
                       freeze_bn=c.freeze_bn, **kwargs)
+    network = getattr(METHODS.get(c.method), 'network_setup', None)   # what the method adds to every network (SPC, IBN)
+    if network is not None: network(self.num_classes, self.sources, **c.method_options)(m)
     if setup is not None: setup(m)
     if init is not None: m.load_state_dict(load_checkpoint(init, restore_rng=False)['method']['model'])
     return m.to(self.device)
