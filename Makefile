@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install train data test docs lab bench export clean-nbs help
+.PHONY: install train data test docs reports lab bench export clean-nbs help
 help:
-	@echo "make install | train | test | docs | lab | bench"
+	@echo "make install | train | test | docs | reports | lab | bench"
 
 # Re-runs only when pyproject.toml changes, so a second `make install` takes a second.
 install: $(STAMP)
@@ -37,6 +37,10 @@ test: install
 docs: install
 	$(VENV)/bin/dass_site --dest _site
 	@echo "open _site/index.html"
+
+# The analysis notebooks executed on the runs in runs/ and stored with their outputs as docs pages (nbs/reports/).
+reports: install
+	$(VENV)/bin/dass_reports --runs_dir runs --dest nbs/reports
 
 lab: install
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser $(ROOT_FLAG)

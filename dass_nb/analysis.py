@@ -20,10 +20,11 @@ from .spcl import labels_at, class_feature_sums
 import dass_nb.spc  # registers the DG methods, so their runs can be rebuilt
 
 # %% auto #0
-__all__ = ['MARKERS', 'project_path', 'find_runs', 'select_runs', 'load_metrics', 'run_name', 'run_checkpoint', 'run_config',
-           'load_run_model', 'run_dataset', 'make_tiny_runs', 'pixel_features', 'pixel_table', 'sample_per_class',
-           'ClassStats', 'class_centre_distance', 'embed_2d', 'plot_embedding', 'class_legend', 'plot_ccd',
-           'results_table', 'task_of', 'results_tables', 'dg_table', 'save_figure']
+__all__ = ['MARKERS', 'REPORT_PARAMS', 'project_path', 'find_runs', 'select_runs', 'load_metrics', 'run_name', 'run_checkpoint',
+           'run_config', 'load_run_model', 'run_dataset', 'make_tiny_runs', 'pixel_features', 'pixel_table',
+           'sample_per_class', 'ClassStats', 'class_centre_distance', 'embed_2d', 'plot_embedding', 'class_legend',
+           'plot_ccd', 'results_table', 'task_of', 'results_tables', 'dg_table', 'save_figure', 'write_report',
+           'make_reports']
 
 # %% ../nbs/90_analysis.ipynb #edb51613
 def project_path(p)->Path|None:
@@ -288,3 +289,45 @@ def save_figure(fig, out_dir, name:str, dpi:int=100)->Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(p, dpi=dpi, bbox_inches='tight')
     return p
+
+# %% ../nbs/90_analysis.ipynb #64437552
+import datetime, nbformat, papermill as pm
+from nbdev.clean import nbdev_clean
+from fastcore.script import call_parse
+
+REPORT_PARAMS = {'results': {}, 'tsne': {'per_class': 40}, 'ccd': {'n_images': 50}, 'style_distribution': {}}
+
+def write_report(notebook, # the analysis notebook to execute
+                 dest, # the report notebook to write
+                 runs_dir, # the folder of runs it reads
+                 **params)->Path: # more papermill parameters of the notebook
+    "Execute `notebook` on `runs_dir` with papermill and store it, outputs included, as the docs page `dest`."
+    notebook, dest = Path(notebook), Path(dest)
+    runs_dir = project_path(runs_dir)
+    if not notebook.is_file(): raise FileNotFoundError(f"notebook {str(notebook)!r} not found")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nb = pm.execute_notebook(str(notebook), str(dest), parameters={'runs_dir': str(runs_dir), **params},
+                             cwd=str(notebook.parent), progress_bar=False, log_output=False)
+    first = next(c for c in nb.cells if c.cell_type == 'markdown')
+    title, _, rest = first.source.partition('\n')
+    first.source = f"{title}: report\n{rest.rstrip()}\n\n- skip_exec: true"
+    args = ' '.join(f'-p {k} {v}' for k, v in params.items())
+    note = nbformat.v4.new_markdown_cell(
+        f"This page is `{notebook.name}` executed by papermill on the runs under `{runs_dir.name}/` on "
+        f"{datetime.date.today():%Y-%m-%d} (`papermill {notebook.name} {dest.name} -p runs_dir {runs_dir.name} {args}`"
+        f" or `dass_reports`). Its outputs are stored: `nbdev_test` does not run it again.")
+    nb.cells.insert(nb.cells.index(first) + 1, note)
+    nbformat.write(nb, str(dest))
+    nbdev_clean(fname=str(dest))
+    return dest
+
+@call_parse
+def make_reports(runs_dir:str='runs', # folder of finished runs (relative to the project folder, or absolute)
+                 dest:str='nbs/reports', # folder for the report notebooks
+                 nbs:str='nbs', # folder of the analysis notebooks
+                 only:str=''): # comma-separated subset of results, tsne, ccd, style_distribution
+    "Write the report notebooks of the analysis notebooks on `runs_dir` (the entry point `dass_reports`)."
+    names = [n for n in only.split(',') if n] or list(REPORT_PARAMS)
+    bad = sorted(set(names) - set(REPORT_PARAMS))
+    if bad: raise ValueError(f"only={only!r}: {bad} unknown; expected names among {list(REPORT_PARAMS)}")
+    return [write_report(project_path(nbs)/f'{n}.ipynb', project_path(dest)/f'{n}.ipynb', runs_dir, **REPORT_PARAMS[n]) for n in names]

@@ -25,8 +25,8 @@ from .methods.self_training import SelfTraining, pseudo_label, pl_train_dataset,
 from .data import eval_loader, class_colors, get_dataset
 
 # %% auto #0
-__all__ = ['ORIGINAL_SIZE', 'SPATIAL_THRESHOLDS', 'CLASS_WEIGHTS', 'ABLATIONS', 'berhu_loss', 'gmm_density', 'ClassGMMs',
-           'load_gmm', 'save_gmm', 'to_grid', 'grid_samples', 'fit_class_gmm', 'fit_gmm', 'fit_gmm_cli',
+__all__ = ['ORIGINAL_SIZE', 'SPATIAL_THRESHOLDS', 'CLASS_WEIGHTS', 'HEAD_SCALE', 'ABLATIONS', 'berhu_loss', 'gmm_density',
+           'ClassGMMs', 'load_gmm', 'save_gmm', 'to_grid', 'grid_samples', 'fit_class_gmm', 'fit_gmm', 'fit_gmm_cli',
            'density_to_target', 'source_density_target', 'target_density_target', 'spatial_prior_refine',
            'class_size_thresholds', 'spatial_thresholds', 'attach_heads', 'DepthDist', 'original_hparams',
            'resolve_options', 'training_grid', 'gmm_stage', 'depth_eval_stage', 'pseudo_label_stage',
@@ -221,11 +221,14 @@ def spatial_thresholds(num_classes:int, target:str='cityscapes', # the target da
     return torch.tensor(SPATIAL_THRESHOLDS[key], dtype=torch.float64) * scale
 
 # %% ../nbs/70_depth.ipynb #53d0f80c
-def attach_heads(model, density:bool=True): # also the density head (not in ablation M1)
+HEAD_SCALE = 1000.  # output multiplier of both heads (see `DepthHead`); 1 is the original's parametrisation
+
+def attach_heads(model, density:bool=True, # also the density head (not in ablation M1)
+                 scale:float=HEAD_SCALE): # the heads' output multiplier (a checkpoint's own wins when loaded)
     "Attach `DepthHead` and (with `density`) `DensityHead` on `model`'s features, unless already there."
     m = unwrap(model)
-    if 'depth' not in m.heads: m.add_head('depth', DepthHead(m.feat_channels))
-    if density and 'density' not in m.heads: m.add_head('density', DensityHead(m.feat_channels))
+    if 'depth' not in m.heads: m.add_head('depth', DepthHead(m.feat_channels, scale=scale))
+    if density and 'density' not in m.heads: m.add_head('density', DensityHead(m.feat_channels, scale=scale))
     return model
 
 def _without_heads(model):
@@ -252,10 +255,11 @@ class DepthDist(AdaptSegNet):
                  confidence:float=0.9, # pseudo-label confidence threshold, all classes
                  spatial_thresholds:list|None=None, # [K] region sizes at 1280x760; None: the original's
                  single_lr_group:bool=False, # the original's one SGD group: heads at the backbone's rate, not 10x
+                 head_scale:float=HEAD_SCALE, # output multiplier of the depth and density heads (1: the original)
                  **kwargs):
         if class_weights == 'original': class_weights = CLASS_WEIGHTS.get(num_classes)
         self.density = density
-        super().__init__(attach_heads(model, density), num_classes, lambda_adv=lambda_adv, lr_d=lr_d,
+        super().__init__(attach_heads(model, density, head_scale), num_classes, lambda_adv=lambda_adv, lr_d=lr_d,
                          class_weights=class_weights, **kwargs)
         self.lambda_seg, self.lambda_dep, self.lambda_bal, self.lambda_tar, self.c_ratio = lambda_seg, lambda_dep, lambda_bal, lambda_tar, c_ratio
         if density and (gmm is None or not Path(gmm).is_file()):
@@ -390,7 +394,7 @@ def pipeline(cls:DepthDist, run, **options)->list:
         stages.append(Stage('gmm', lambda d: gmm_stage(run, d)))
         o['gmm'] = str(out/'gmm'/'gmm.json')
     mopts = {k: v for k, v in o.items() if k not in ('self_train', 'spatial_prior', 'ablation', 'st_iters', 'confidence', 'spatial_thresholds')}
-    setup = partial(attach_heads, density=dens)
+    setup = partial(attach_heads, density=dens, scale=o.get('head_scale', HEAD_SCALE))
     stages += [Stage('train', lambda d: run.fit(cls(run.model(setup=setup), **run.method_kwargs(), **mopts), d)),
                Stage('depth_eval', lambda d: depth_eval_stage(run, d, out/'train'/'last.pt', dens))]
     last = out/'train'/'last.pt'

@@ -18,14 +18,16 @@ from nbconvert import HTMLExporter
 from nbdev import serve_drv
 from nbdev.config import get_config
 from nbdev.doclinks import _nbpath2html, nbglob
-from nbdev.process import extract_directives
+from nbdev.process import NBProcessor, extract_directives
 from nbdev.processors import FilterDefaults
+from nbdev.frontmatter import FrontmatterProc
+from fastcore.basics import str2bool
 from pygments.formatters import HtmlFormatter
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['page_href', 'sidebar_contents', 'sidebar_files', 'check_sidebar', 'nav_tree', 'run_cells', 'ExecFilter', 'lib_key',
-           'process_nbs', 'cell_opts', 'apply_cell_opts', 'nb_body', 'pandoc_id', 'fix_body', 'render_page',
+__all__ = ['page_href', 'sidebar_contents', 'sidebar_files', 'check_sidebar', 'nav_tree', 'run_cells', 'skips_exec', 'ExecFilter',
+           'lib_key', 'process_nbs', 'cell_opts', 'apply_cell_opts', 'nb_body', 'pandoc_id', 'fix_body', 'render_page',
            'make_site', 'build_site']
 
 # %% ../nbs/95_site.ipynb #1508518b
@@ -97,9 +99,14 @@ def run_cells(nb, # a notebook read by `execnb.nbio.read_nb`, with `path_` set
     with working_directory(path.resolve().parent): CaptureShell(path).run_all(nb, exc_stop=True, preproc=_skip)
     return nb
 
+def skips_exec(path)->bool:
+    "Whether the notebook at `path` has the frontmatter `skip_exec: true` (stored outputs, not run again)."
+    fm = getattr(NBProcessor(path, procs=FrontmatterProc, process=True).nb, 'frontmatter_', {})
+    return str2bool(fm.get('skip_exec', False))
+
 class ExecFilter(FilterDefaults):
-    "nbdev's docs processors, after running every cell so the page shows outputs."
-    def __call__(self, nb): return super().__call__(run_cells(nb))
+    "nbdev's docs processors, after running every cell (unless the notebook says `skip_exec`) so the page shows outputs."
+    def __call__(self, nb): return super().__call__(nb if skips_exec(nb.path_) else run_cells(nb))
 
 # %% ../nbs/95_site.ipynb #e67d5114
 def _sha(*parts)->str:

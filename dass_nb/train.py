@@ -65,6 +65,7 @@ class TrainConfig(Config):
     out_dir:str='runs/run' # where checkpoints, logs and metrics.json go
     resume:bool=True # continue an interrupted run found in out_dir
     freeze_bn:bool=False # freeze BatchNorm statistics and affine parameters
+    bn_momentum:float|None=None # BatchNorm running-statistics momentum; None: the backbone's own (0.01 for EfficientNet-Lite)
     stage:str|None=None # run only this stage of a multi-stage method
     method_options:dict=dataclasses.field(default_factory=dict) # options of the method itself (see its class)
 
@@ -86,6 +87,7 @@ def validate(cfg:TrainConfig)->TrainConfig:
         need(getattr(cfg, p) >= 1, f"{p}={getattr(cfg, p)}: must be a positive integer")
     need(len(cfg.crop) == 2 and min(cfg.crop) >= 16, f"crop={cfg.crop}: expected (height, width), each >= 16")
     need(cfg.lr > 0, f"lr={cfg.lr}: must be positive")
+    need(cfg.bn_momentum is None or 0 < cfg.bn_momentum <= 1, f"bn_momentum={cfg.bn_momentum}: expected None or a value in (0, 1]")
     need(cfg.optimizer in ('sgd', 'adam'), f"optimizer={cfg.optimizer!r}: valid values are 'sgd' and 'adam'")
     need(cfg.amp in (None, 'bf16', 'fp16'), f"amp={cfg.amp!r}: valid values are 'bf16', 'fp16' and None")
     need(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0")
@@ -140,10 +142,13 @@ def model(self:Run, init=None, # checkpoint whose model weights to load (a stage
     network = getattr(METHODS.get(c.method), 'network_setup', None)   # what the method adds to every network (SPC, IBN)
     if network is not None: network(self.num_classes, self.sources, **c.method_options)(m)
     if setup is not None: setup(m)
+    if c.bn_momentum is not None:
+        for bn in m.modules():
+            if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm): bn.momentum = c.bn_momentum
     if init is not None: m.load_state_dict(load_checkpoint(init, restore_rng=False)['method']['model'])
     return m.to(self.device)
 
-# %% ../nbs/45_training.ipynb #beae2c7a
+# %% ../nbs/45_training.ipynb #ebfd63cc
 @patch
 def dataset(self:Run, spec:str, split:str, train:bool=True, domain:int=0, jitter:bool=False):
     "Dataset `spec` and `split` with the run's training or evaluation transform."
@@ -188,7 +193,7 @@ def evaluator(self:Run, spec:str|None=None)->Callable:
     ds = self.val_dataset(spec)
     return lambda m: evaluate(m, eval_loader(ds, 1, self.cfg.num_workers), self.num_classes, self.device, self.amp)
 
-# %% ../nbs/45_training.ipynb #ebfd63cc
+# %% ../nbs/45_training.ipynb #33e28f8e
 @patch
 def fit(self:Run, method, stage_dir, iters:int|None=None, target_dataset=None, eval:bool=True)->dict:
     "Train `method` in `stage_dir` with the data its `uses` names; returns `fit`'s summary."
@@ -200,7 +205,7 @@ def fit(self:Run, method, stage_dir, iters:int|None=None, target_dataset=None, e
                eval_every=c.eval_every, resume=c.resume, pseudo=target_dataset is not None and uses != 'target_pseudo',
                desc=Path(stage_dir).name)
 
-# %% ../nbs/45_training.ipynb #33e28f8e
+# %% ../nbs/45_training.ipynb #c96bc6bb
 def final_checkpoint(run:Run, stages:list)->Path:
     "The last stage's `last.pt` (the network at the end of training)."
     return run.out_dir/stages[-1].name/'last.pt'
@@ -215,7 +220,7 @@ def score(run:Run, model, specs:list)->dict:
                   'confusion_matrix': cm.tolist()}
     return res
 
-# %% ../nbs/45_training.ipynb #431bf322
+# %% ../nbs/45_training.ipynb #0ca4d76c
 def train(cfg:TrainConfig)->dict:
     "Run every stage of `cfg.method`, evaluate the final network and write `out_dir/metrics.json`."
     t0, run = time.time(), Run(cfg)
@@ -234,7 +239,7 @@ def train(cfg:TrainConfig)->dict:
     if is_main_process(): save_json(metrics, run.out_dir/'metrics.json')
     return metrics
 
-# %% ../nbs/45_training.ipynb #0ca4d76c
+# %% ../nbs/45_training.ipynb #c9faa7e6
 import argparse, inspect, re, typing
 
 def _source(cls)->str:
@@ -267,6 +272,7 @@ def config_parser(cls=None, prog:str='dass_train')->argparse.ArgumentParser:
             kw.update(nargs=2, type=num, metavar=('H', 'W') if num is int else ('LO', 'HI'))
         elif isinstance(d, dict): kw['type'] = json.loads
         elif isinstance(d, (int, float)): kw['type'] = type(d)
+        elif str(f.type).startswith('float'): kw['type'] = _none_or(float)   # e.g. `float|None`
         else: kw['type'] = _none_or(str)
         p.add_argument(f"--{f.name}", **kw)
     return p

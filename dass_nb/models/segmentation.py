@@ -91,14 +91,15 @@ class DeepLabV3pDecoder(nn.Module):
 # %% ../../nbs/21_models.segmentation.ipynb #50d112d9
 class DepthHead(nn.Module):
     "Regression head: 1x1 `in_ch`->512, ReLU, 3x3 512->512, ReLU, 1x1 512->128, mean over channels -> [B,1,h,w]."
-    def __init__(self, in_ch:int, mid:int=512, out:int=128):
+    def __init__(self, in_ch:int, mid:int=512, out:int=128, scale:float=1.):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(in_ch, mid, 1), nn.ReLU(inplace=True), nn.Conv2d(mid, mid, 3, padding=1),
                                   nn.ReLU(inplace=True), nn.Conv2d(mid, out, 1))
         for m in self.body:
             if isinstance(m, nn.Conv2d): nn.init.normal_(m.weight, 0., 0.01)
+        self.register_buffer('scale', torch.tensor(float(scale)))
 
-    def forward(self, x): return self.body(x).mean(1, keepdim=True)
+    def forward(self, x): return self.scale * self.body(x).mean(1, keepdim=True)
 
 class DensityHead(DepthHead):
     "Depth-Distribution's density head: the layers of `DepthHead`, predicting class-wise depth density."
