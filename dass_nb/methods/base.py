@@ -111,7 +111,8 @@ def check_options(cls, opts:dict, exclude=('model', 'num_classes', 'device'))->d
     valid = []
     for c in cls.__mro__:
         if '__init__' in vars(c):
-            valid += [p for p in inspect.signature(c.__init__).parameters if p not in ('self', 'kwargs', *exclude)]
+            valid += [n for n, p in inspect.signature(c.__init__).parameters.items()
+                      if n not in ('self', *exclude) and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     bad = [k for k in opts if k not in valid]
     if bad: raise TypeError(f"method {cls.__name__}: unknown option(s) {bad}; valid options: {sorted(set(valid))}")
     return opts
