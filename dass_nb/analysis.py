@@ -23,8 +23,8 @@ import dass_nb.spc  # registers the DG methods, so their runs can be rebuilt
 __all__ = ['MARKERS', 'REPORT_PARAMS', 'project_path', 'find_runs', 'select_runs', 'load_metrics', 'run_name', 'run_checkpoint',
            'run_config', 'load_run_model', 'run_dataset', 'make_tiny_runs', 'pixel_features', 'pixel_table',
            'sample_per_class', 'ClassStats', 'class_centre_distance', 'embed_2d', 'plot_embedding', 'class_legend',
-           'plot_ccd', 'results_table', 'task_of', 'results_tables', 'dg_table', 'save_figure', 'write_report',
-           'make_reports']
+           'plot_ccd', 'results_table', 'task_of', 'results_tables', 'dg_table', 'save_figure', 'report_params',
+           'write_report', 'make_reports']
 
 # %% ../nbs/90_analysis.ipynb #edb51613
 def project_path(p)->Path|None:
@@ -295,7 +295,18 @@ import datetime, nbformat, papermill as pm
 from nbdev.clean import nbdev_clean
 from fastcore.script import call_parse
 
-REPORT_PARAMS = {'results': {}, 'tsne': {'per_class': 40}, 'ccd': {'n_images': 50}, 'style_distribution': {}}
+_UDA = ['source_only-gta5-cityscapes', 'adaptsegnet-gta5-cityscapes', 'advent-gta5-cityscapes', 'spcl-gta5-cityscapes']
+REPORT_PARAMS = {   # per notebook: its papermill parameters, and the runs it shows (those that exist; none: all)
+    'results': ({}, []),
+    'tsne': ({'per_class': 40}, _UDA),
+    'ccd': ({'n_images': 50}, _UDA[:3] + ['minent-gta5-cityscapes'] + _UDA[3:] + ['oracle-gta5-cityscapes']),
+    'style_distribution': ({}, ['dg/spc-gta5+synthia', 'dg/spc_proj-gta5+synthia', 'dg/spc-gta5'])}
+
+def report_params(name:str, runs_dir)->dict:
+    "The papermill parameters of report `name` on `runs_dir`: `REPORT_PARAMS`' with the runs found there."
+    params, runs = REPORT_PARAMS[name]
+    found = [r for r in runs if (project_path(runs_dir)/r/'metrics.json').is_file()]
+    return {**params, **({'runs': ','.join(found)} if found else {})}
 
 def write_report(notebook, # the analysis notebook to execute
                  dest, # the report notebook to write
@@ -311,7 +322,7 @@ def write_report(notebook, # the analysis notebook to execute
     first = next(c for c in nb.cells if c.cell_type == 'markdown')
     title, _, rest = first.source.partition('\n')
     first.source = f"{title}: report\n{rest.rstrip()}\n\n- skip_exec: true"
-    args = ' '.join(f'-p {k} {v}' for k, v in params.items())
+    args = ' '.join(f"-p {k} '{v}'" if isinstance(v, str) else f'-p {k} {v}' for k, v in params.items())
     note = nbformat.v4.new_markdown_cell(
         f"This page is `{notebook.name}` executed by papermill on the runs under `{runs_dir.name}/` on "
         f"{datetime.date.today():%Y-%m-%d} (`papermill {notebook.name} {dest.name} -p runs_dir {runs_dir.name} {args}`"
@@ -330,4 +341,5 @@ def make_reports(runs_dir:str='runs', # folder of finished runs (relative to the
     names = [n for n in only.split(',') if n] or list(REPORT_PARAMS)
     bad = sorted(set(names) - set(REPORT_PARAMS))
     if bad: raise ValueError(f"only={only!r}: {bad} unknown; expected names among {list(REPORT_PARAMS)}")
-    return [write_report(project_path(nbs)/f'{n}.ipynb', project_path(dest)/f'{n}.ipynb', runs_dir, **REPORT_PARAMS[n]) for n in names]
+    return [write_report(project_path(nbs)/f'{n}.ipynb', project_path(dest)/f'{n}.ipynb', runs_dir, **report_params(n, runs_dir))
+            for n in names]
