@@ -297,7 +297,7 @@ from fastcore.script import call_parse
 
 _UDA = ['source_only-gta5-cityscapes', 'adaptsegnet-gta5-cityscapes', 'advent-gta5-cityscapes', 'spcl-gta5-cityscapes']
 REPORT_PARAMS = {   # per notebook: its papermill parameters, and the runs it shows (those that exist; none: all)
-    'results': ({}, []),
+    'results': ({'grid_runs': ','.join(_UDA[:3] + ['minent-gta5-cityscapes'] + _UDA[3:] + ['oracle-gta5-cityscapes'])}, []),
     'tsne': ({'per_class': 40}, _UDA),
     'ccd': ({'n_images': 50}, _UDA[:3] + ['minent-gta5-cityscapes'] + _UDA[3:] + ['oracle-gta5-cityscapes']),
     'style_distribution': ({}, ['dg/spc-gta5+synthia', 'dg/spc_proj-gta5+synthia', 'dg/spc-gta5'])}
