@@ -208,7 +208,7 @@ def load_state_dict(self:CycleGAN, sd:dict):
 # %% ../nbs/80_translation.ipynb #fa294849
 TRANSLATION_PRESETS = {
     'cpu': dict(ngf=16, n_blocks=4, n_down=2, ndf=32, n_layers=2, gan_mode='lsgan', lambda_cyc=10., lambda_id=5.,
-                pool_size=50, lr=2e-4, betas=(0.5, 0.999), crop=(128, 128), resize=None, batch_size=1, iters=400),
+                pool_size=50, lr=2e-4, betas=(0.5, 0.999), crop=(128, 128), resize=None, batch_size=1, iters=2000),
     'paper': dict(ngf=64, n_blocks=9, n_down=2, ndf=64, n_layers=3, gan_mode='lsgan', lambda_cyc=10., lambda_id=5.,
                   pool_size=50, lr=2e-4, betas=(0.5, 0.999), crop=(256, 256), resize=(512, 1024), batch_size=1, iters=200_000),
 }
