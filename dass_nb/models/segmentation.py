@@ -99,7 +99,9 @@ class DepthHead(nn.Module):
             if isinstance(m, nn.Conv2d): nn.init.normal_(m.weight, 0., 0.01)
         self.register_buffer('scale', torch.tensor(float(scale)))
 
-    def forward(self, x): return self.scale * self.body(x).mean(1, keepdim=True)
+    def forward(self, x):
+        x = x / self.scale + (x - x / self.scale).detach()   # same values; the features get 1/scale of the gradient
+        return self.scale * self.body(x).mean(1, keepdim=True)
 
 class DensityHead(DepthHead):
     "Depth-Distribution's density head: the layers of `DepthHead`, predicting class-wise depth density."
