@@ -337,9 +337,9 @@ def make_reports(runs_dir:str='runs', # folder of finished runs (relative to the
                  dest:str='nbs/reports', # folder for the report notebooks
                  nbs:str='nbs', # folder of the analysis notebooks
                  only:str=''): # comma-separated subset of results, tsne, ccd, style_distribution
-    "Write the report notebooks of the analysis notebooks on `runs_dir` (the entry point `dass_reports`)."
+    "Write the report notebooks of the analysis notebooks on `runs_dir` (the entry point `dass_reports`; returns None, its exit status)."
     names = [n for n in only.split(',') if n] or list(REPORT_PARAMS)
     bad = sorted(set(names) - set(REPORT_PARAMS))
     if bad: raise ValueError(f"only={only!r}: {bad} unknown; expected names among {list(REPORT_PARAMS)}")
-    return [write_report(project_path(nbs)/f'{n}.ipynb', project_path(dest)/f'{n}.ipynb', runs_dir, **report_params(n, runs_dir))
-            for n in names]
+    for n in names:
+        print(write_report(project_path(nbs)/f'{n}.ipynb', project_path(dest)/f'{n}.ipynb', runs_dir, **report_params(n, runs_dir)))
