@@ -17,11 +17,17 @@ CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-back
 
 def _notebooks(nbs): return sorted(p for p in nbs.rglob('*.ipynb') if not any(s[0] in '._' for s in p.relative_to(nbs).parts))
 
+def _mirror(src:Path, dst:Path):
+    "`src` rebuilt under `dst`: real folders (globs do not descend into symlinked ones), symlinked files."
+    dst.mkdir()
+    for p in src.iterdir():
+        if p.name.startswith('.'): continue
+        if p.is_dir() and not p.is_symlink(): _mirror(p, dst / p.name)
+        else: (dst / p.name).symlink_to(p)
+
 def _mirror_nbs(dst:Path)->Path:
     "A copy of nbs/ made of symlinks, plus a stand-in home page if nbs/index.ipynb does not exist yet."
-    dst.mkdir()
-    for p in NBS.iterdir():
-        if not p.name.startswith('.'): (dst / p.name).symlink_to(p)
+    _mirror(NBS, dst)
     if not (dst / 'index.ipynb').exists():
         nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# dass_nb\n\n> Stand-in home page.')]),
                        dst / 'index.ipynb')
@@ -91,6 +97,16 @@ def test_every_link_resolves(site):
         for a, target, frag in _local_links(page, soup):
             assert target.resolve().is_file(), f"{page.name}: link {a['href']!r} ({a.get_text()!r}) points to no file"
             if frag and target.suffix == '.html': assert frag in _ids(target.resolve()), f"{page.name}: no #{frag} in {a['href']}"
+
+def test_reports_show_their_stored_figures(site):
+    "The report pages (analysis notebooks executed on real runs, `skip_exec`) carry their figures as stored."
+    dest, pages, nbs = site
+    reports = sorted((nbs / 'reports').glob('*.ipynb'))
+    assert [p.stem for p in reports] == ['ccd', 'results', 'style_distribution', 'tsne']
+    for nb in reports:
+        soup = BeautifulSoup((dest / page_href(nb.relative_to(nbs))).read_text(), 'html.parser')
+        assert soup.select_one('h1.title').get_text().endswith(': report')
+        assert any(i['src'].startswith('data:image/png') for i in soup.find_all('img')), nb.name
 
 def test_no_external_resources(site):
     "Offline: stylesheets, scripts and images all come from the site folder or the page itself."
