@@ -12,11 +12,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.script import call_parse
 
-from .core import MODELS, METHODS, get_device, get_logger, save_json, is_main_process
+from .core import MODELS, get_device, get_logger, save_json, is_main_process
 from .engine import evaluate, predict, load_checkpoint, init_distributed
 from .metrics import miou_summary, iou_per_class, iou_table
 from .data import get_dataset, eval_transform, eval_loader, class_names, colorize, denormalize, CS_LABEL_IDS_19
-from .train import TrainConfig, resolve_data_root
+from .train import TrainConfig, resolve_data_root, method_network
 import dass_nb.models
 
 # %% auto #0
@@ -46,8 +46,7 @@ def checkpoint_spec(ckpt, backbone:str|None=None, num_classes:int|None=None)->tu
 def _method_network(ckpt, K:int, model):
     "`model` with what its run's method adds to the network (e.g. SPC's style projection, IBN's IN layers)."
     cfg = run_config(ckpt)
-    setup = getattr(METHODS.get(cfg.method), 'network_setup', None) if cfg is not None and cfg.method in METHODS else None
-    return setup(K, cfg.source.split('+'), **cfg.method_options)(model) if setup else model
+    return method_network(cfg.method, K, cfg.source.split('+'), cfg.method_options)(model) if cfg is not None else model
 
 def load_model(ckpt, backbone:str|None=None, num_classes:int|None=None, device='auto'):
     "The segmentation network stored in `ckpt` (extra heads dropped), in eval mode."

@@ -20,8 +20,8 @@ from .data import (get_dataset, train_transform, eval_transform, InfiniteLoader,
 import dass_nb.models, dass_nb.methods, dass_nb.spcl, dass_nb.depth, dass_nb.spc, dass_nb.translation, dass_nb.mlfa  # registers the models and methods
 
 # %% auto #0
-__all__ = ['project_root', 'resolve_data_root', 'TrainConfig', 'validate', 'Run', 'final_checkpoint', 'score', 'train',
-           'field_docs', 'config_parser', 'train_cli']
+__all__ = ['project_root', 'resolve_data_root', 'TrainConfig', 'validate', 'Run', 'method_network', 'final_checkpoint', 'score',
+           'train', 'field_docs', 'config_parser', 'train_cli']
 
 # %% ../nbs/45_training.ipynb #332aadeb
 def project_root()->Path:
@@ -131,6 +131,11 @@ def _ensure_builtin(data_dir:Path):
 # %% ../nbs/45_training.ipynb #9dc926ca
 from fastcore.basics import patch
 
+def method_network(method:str, num_classes:int, sources:list, options:dict)->Callable:
+    "`model -> model`: what `method` adds to every network of a run on `sources` (its `network_setup`, e.g. SPC, IBN)."
+    setup = getattr(METHODS.get(method), 'network_setup', None) if method in METHODS else None
+    return setup(num_classes, sources, **options) if setup else (lambda m: m)
+
 @patch
 def model(self:Run, init=None, # checkpoint whose model weights to load (a stage's best.pt/last.pt)
           setup:Callable|None=None, # called on the new network before loading, e.g. to attach heads
@@ -139,8 +144,7 @@ def model(self:Run, init=None, # checkpoint whose model weights to load (a stage
     c = self.cfg
     m = MODELS.create(c.backbone, num_classes=c.num_classes, weights=None if init is not None else c.weights,
                       freeze_bn=c.freeze_bn, **kwargs)
-    network = getattr(METHODS.get(c.method), 'network_setup', None)   # what the method adds to every network (SPC, IBN)
-    if network is not None: network(self.num_classes, self.sources, **c.method_options)(m)
+    method_network(c.method, self.num_classes, self.sources, c.method_options)(m)
     if setup is not None: setup(m)
     if c.bn_momentum is not None:
         for bn in m.modules():

@@ -1,5 +1,5 @@
 "Shared fixtures: a tiny synthetic benchmark (GTA5 and Cityscapes layouts) made once per test session."
-import os, sys
+import os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 
@@ -20,3 +20,10 @@ def tiny_args(data_root, out_dir, **kw):
     out = []
     for k, v in args.items(): out += [f'--{k}', *str(v).split()]
     return out
+
+def kill_at_checkpoint(cmd:list, ckpt:Path, timeout:float=300):
+    "Start `cmd` and SIGKILL it as soon as `ckpt` exists: a run interrupted mid-training."
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not ckpt.exists() and p.poll() is None and time.time() - t0 < timeout: time.sleep(0.02)
+    p.send_signal(signal.SIGKILL); p.wait()

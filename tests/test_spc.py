@@ -1,11 +1,11 @@
 "SPC and the DG baselines end to end: the CLI on two sources with the DG table, exact resume after a kill, DDP-synchronised bases."
-import json, math, signal, socket, subprocess, sys, time
+import json, math, socket, subprocess, sys
 from pathlib import Path
 from types import SimpleNamespace
 import pytest, torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import ROOT, tiny_args
+from conftest import ROOT, tiny_args, kill_at_checkpoint
 
 CLI = [sys.executable, '-c', 'import dass_nb.spc; from dass_nb.train import train_cli; train_cli()']
 
@@ -51,10 +51,8 @@ def test_cli_dg_baselines(dg_bench, tmp_path, method, hook):
 def test_killed_spc_run_resumes_to_the_same_result(dg_bench, tmp_path):
     args = lambda d: dg_args(dg_bench, d, iters=8, eval_every=2, eval_targets='cityscapes')
     assert run_cli(args(tmp_path/'full')).returncode == 0
-    p = subprocess.Popen([*CLI, *args(tmp_path/'cut')], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last, t0 = tmp_path/'cut'/'train'/'last.pt', time.time()
-    while not last.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.02)
-    p.send_signal(signal.SIGKILL); p.wait()
+    last = tmp_path/'cut'/'train'/'last.pt'
+    kill_at_checkpoint([*CLI, *args(tmp_path/'cut')], last)
     assert not (tmp_path/'cut'/'metrics.json').exists(), "the run finished before it could be killed"
     assert torch.load(last, weights_only=False)['iter'] < 8
     r = run_cli(args(tmp_path/'cut'))

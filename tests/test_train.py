@@ -1,8 +1,8 @@
 "Training end to end: the CLI, papermill parameter injection, exact resume after a kill, DDP with torchrun, bad input."
-import json, os, signal, subprocess, sys, time
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from conftest import ROOT, BIN, tiny_args
+from conftest import ROOT, BIN, tiny_args, kill_at_checkpoint
 
 def dass_train(args, **kw):
     return subprocess.run([str(BIN/'dass_train'), *args], capture_output=True, text=True, timeout=600, cwd=ROOT, **kw)
@@ -26,11 +26,8 @@ def test_cli_trains_and_writes_metrics(tiny_bench, tmp_path):
 def test_killed_run_resumes_to_the_same_result(tiny_bench, tmp_path):
     args = lambda d: tiny_args(tiny_bench, d, method='advent', iters=10, eval_every=3)
     assert dass_train(args(tmp_path/'full')).returncode == 0
-    p = subprocess.Popen([str(BIN/'dass_train'), *args(tmp_path/'cut')], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = tmp_path/'cut'/'train'/'last.pt'
-    t0 = time.time()
-    while not last.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.02)
-    p.send_signal(signal.SIGKILL); p.wait()
+    kill_at_checkpoint([str(BIN/'dass_train'), *args(tmp_path/'cut')], last)
     assert not (tmp_path/'cut'/'metrics.json').exists(), "the run finished before it could be killed"
     assert torch.load(last, weights_only=False)['iter'] < 10
     r = dass_train(args(tmp_path/'cut'))

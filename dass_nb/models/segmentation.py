@@ -100,7 +100,8 @@ class DepthHead(nn.Module):
         self.register_buffer('scale', torch.tensor(float(scale)))
 
     def forward(self, x):
-        x = x / self.scale + (x - x / self.scale).detach()   # same values; the features get 1/scale of the gradient
+        xs = x / self.scale
+        x = xs + (x - xs).detach()   # same values; the features get 1/scale of the gradient
         return self.scale * self.body(x).mean(1, keepdim=True)
 
 class DensityHead(DepthHead):
