@@ -15,7 +15,8 @@ import torch.distributed as dist
 from .core import METHODS, get_world_size
 from .data import get_dataset, eval_transform, class_names, class_colors, TAIL_CLASSES_19
 from .metrics import iou_table
-from .train import TrainConfig, Run, train, resolve_data_root, project_root
+from .train import TrainConfig, Run, train, resolve_data_root
+from .core import project_root
 from .spcl import labels_at, class_feature_sums
 import dass_nb.spc  # registers the DG methods, so their runs can be rebuilt
 

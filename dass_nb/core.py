@@ -14,8 +14,8 @@ import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['IGNORE', 'MODELS', 'DATASETS', 'METHODS', 'Registry', 'Config', 'seed_everything', 'rng_state', 'set_rng_state',
-           'seed_worker', 'get_device', 'atomic_write', 'save_json', 'atomic_save', 'get_rank', 'get_world_size',
-           'is_main_process', 'get_logger', 'JSONLLogger', 'read_jsonl']
+           'seed_worker', 'get_device', 'atomic_write', 'save_json', 'atomic_save', 'project_root', 'get_rank',
+           'get_world_size', 'is_main_process', 'get_logger', 'JSONLLogger', 'read_jsonl']
 
 # %% ../nbs/00_core.ipynb #b797037b
 IGNORE = 255  # label value that every loss and metric skips
@@ -151,6 +151,14 @@ def save_json(obj, path, indent:int=2):
 def atomic_save(obj, path):
     "`torch.save` to `path` atomically."
     with atomic_write(path) as f: torch.save(obj, f)
+
+# %% ../nbs/00_core.ipynb #da881b9d
+def project_root()->Path:
+    "The checkout holding `settings.ini` (an editable install), else the working directory."
+    here = Path(__file__).resolve().parents[1] if '__file__' in globals() else Path.cwd()
+    for p in (here, *here.parents, Path.cwd()):
+        if (p/'settings.ini').exists() and (p/'nbs').is_dir(): return p
+    return Path.cwd()
 
 # %% ../nbs/00_core.ipynb #9c4246d6
 def get_rank()->int: return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0

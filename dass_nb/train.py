@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from fastcore.script import call_parse, Param
 
-from .core import (Config, METHODS, MODELS, DATASETS, get_logger, get_world_size, is_main_process,
+from .core import (Config, METHODS, project_root, MODELS, DATASETS, get_logger, get_world_size, is_main_process,
                           save_json, seed_everything)
 from .engine import init_distributed, fit, evaluate, load_checkpoint, run_stages, unwrap, AMP
 from .metrics import iou_per_class, miou_summary
@@ -20,17 +20,10 @@ from .data import (get_dataset, train_transform, eval_transform, InfiniteLoader,
 import dass_nb.models, dass_nb.methods, dass_nb.spcl, dass_nb.depth, dass_nb.spc, dass_nb.translation, dass_nb.mlfa  # registers the models and methods
 
 # %% auto #0
-__all__ = ['project_root', 'resolve_data_root', 'TrainConfig', 'validate', 'Run', 'method_network', 'final_checkpoint', 'score',
-           'train', 'field_docs', 'config_parser', 'train_cli']
+__all__ = ['resolve_data_root', 'TrainConfig', 'validate', 'Run', 'method_network', 'final_checkpoint', 'score', 'train',
+           'field_docs', 'config_parser', 'train_cli']
 
 # %% ../nbs/45_training.ipynb #332aadeb
-def project_root()->Path:
-    "The checkout holding `settings.ini` (an editable install), else the working directory."
-    here = Path(__file__).resolve().parents[1] if '__file__' in globals() else Path.cwd()
-    for p in (here, *here.parents, Path.cwd()):
-        if (p/'settings.ini').exists() and (p/'nbs').is_dir(): return p
-    return Path.cwd()
-
 def resolve_data_root(data_root:str|None=None)->tuple[Path, bool]:
     "The data folder and whether it is the built-in benchmark: `data_root`, else `$DASS_DATA`, else `data/synthetic`."
     if data_root not in (None, '', 'synthetic'): return Path(data_root).expanduser().resolve(), False
