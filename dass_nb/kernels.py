@@ -191,6 +191,7 @@ def _check_style_args(mode, reduce):
     if mode not in _DISTANCES: raise ValueError(f"mode={mode!r}: expected one of {sorted(_DISTANCES)}")
     if reduce not in ('mean', 'sum'): raise ValueError(f"reduce={reduce!r}: expected 'mean' (code) or 'sum' (paper Eq. 3)")
 
+# %% ../nbs/01_kernels.ipynb #b7201bd4
 def style_distance(mu:torch.Tensor, sigma:torch.Tensor, # `[B, C]` instance statistics
                    base_mu:torch.Tensor, base_sigma:torch.Tensor, # `[M, C]` style bases
                    mode:str='was', # 'was' (paper, official), 'abs' (unofficial code) or 'kl'
