@@ -15,13 +15,13 @@ from tqdm.auto import tqdm
 
 from .core import (Config, atomic_save, get_logger, get_world_size, is_main_process, JSONLLogger, rng_state,
                           set_rng_state, save_json)
-from .metrics import ConfusionMatrix, miou_summary
+from .metrics import ConfusionMatrix, miou_summary, iou_per_class
 from .losses import upsample
 from .data import eval_loader
 
 # %% auto #0
 __all__ = ['make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'init_distributed', 'ddp', 'unwrap', 'DABatch', 'probs', 'predict',
-           'predictions', 'evaluate', 'save_checkpoint', 'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage',
+           'predictions', 'evaluate', 'scores', 'save_checkpoint', 'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage',
            'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
@@ -42,7 +42,7 @@ def poly_lr_(opt:torch.optim.Optimizer, it:int, max_iter:int, power:float=0.9):
     f = max(0.0, 1 - it / max_iter) ** power
     for g in opt.param_groups: g['lr'] = g['base_lr'] * f
 
-# %% ../nbs/31_engine.ipynb #743ae98b
+# %% ../nbs/31_engine.ipynb #4a473c5a
 @dataclasses.dataclass
 class Optim(Config):
     "The segmentation network's optimiser: SGD or Adam at `lr`, the non-backbone groups at `head_mult * lr`."
@@ -65,7 +65,7 @@ class AMP:
     def __init__(self, device:torch.device, dtype:str|None='bf16'):
         self.device = torch.device(device)
         if dtype not in (None, 'bf16', 'fp16'): raise ValueError(f"amp={dtype!r}: expected 'bf16', 'fp16' or None")
-        self.enabled = dtype is not None and self.device.type == 'cuda'
+        self.mode, self.enabled = dtype, dtype is not None and self.device.type == 'cuda'
         self.dtype = torch.float16 if dtype == 'fp16' else torch.bfloat16
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.enabled and dtype == 'fp16')
 
@@ -128,7 +128,7 @@ def predict(model:nn.Module, x:torch.Tensor, size=None, amp:AMP=None)->torch.Ten
     with torch.no_grad(), (amp.autocast() if amp else contextlib.nullcontext()): out = model(x)
     return probs(out, size or x.shape[-2:])
 
-# %% ../nbs/31_engine.ipynb #fa7d5b8d
+# %% ../nbs/31_engine.ipynb #dcc01a5a
 @torch.no_grad()
 def predictions(model:nn.Module, dataset, # samples with an `image`; this rank reads its share
                 amp:AMP|None=None, num_workers:int=0,
@@ -142,7 +142,7 @@ def predictions(model:nn.Module, dataset, # samples with an `image`; this rank r
             yield b, out
     finally: model.train(was)
 
-# %% ../nbs/31_engine.ipynb #c1c0da56
+# %% ../nbs/31_engine.ipynb #df2e3ab1
 def evaluate(model:nn.Module, dataset, # labelled samples
              num_classes:int, amp:AMP|None=None, num_workers:int=0, progress:bool=False)->ConfusionMatrix:
     "Confusion matrix of `model` over `dataset`, summed over DDP ranks."
@@ -151,6 +151,11 @@ def evaluate(model:nn.Module, dataset, # labelled samples
         y = b['label'].to(cm.mat.device)
         cm.update(probs(out, y.shape[-2:]).argmax(1), y)
     return cm.sync()
+
+def scores(cm:torch.Tensor, class_names:list)->dict:
+    "What a run records of a confusion matrix: the papers' mIoU figures, per-class IoU (percent) and the matrix."
+    cm = cm.cpu()
+    return {**miou_summary(cm), 'per_class_iou': dict(zip(class_names, (100 * iou_per_class(cm)).tolist())), 'confusion_matrix': cm.tolist()}
 
 # %% ../nbs/31_engine.ipynb #9f0f34ba
 def save_checkpoint(path, method, it:int, **extra):
@@ -190,7 +195,7 @@ def _step(method, src, tgt, pseudo:bool, it:int, iters:int, lr_power:float)->dic
     for opt in method.optimizers(): poly_lr_(opt, it, iters, lr_power)
     return method.train_step(DABatch.from_dicts(next(src), next(tgt) if tgt else None, pseudo=pseudo).to(method.device))
 
-# %% ../nbs/31_engine.ipynb #10f73efa
+# %% ../nbs/31_engine.ipynb #b41093ef
 def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float)->tuple:
     "Score the method's network, log it, and keep `best.pt` when it improves; `(summary, best)`."
     summary = miou_summary(evaluator(method.model).mat)
@@ -201,7 +206,7 @@ def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float)
 
 def _format_losses(losses:dict)->dict: return {k: f'{v:.3f}' for k, v in losses.items()}
 
-# %% ../nbs/31_engine.ipynb #4d9454b8
+# %% ../nbs/31_engine.ipynb #d25c56d1
 def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()`, `load_state_dict()`, `device`
         source_batches:Callable[[int], Iterator[dict]], # start iteration -> iterator of source batch dicts
         target_batches:Callable[[int], Iterator[dict]]|None, # same for the target (None for source-only)
