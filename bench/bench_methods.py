@@ -30,12 +30,12 @@ if __name__ == '__main__':
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     ref = timeit(lambda: bare_step(model, opt, b), n=5, warmup=1)
     for name in ('source_only', 'adaptsegnet', 'advent', 'minent'):
-        m = METHODS.create(name, model=MODELS.create(BACKBONE, num_classes=K, weights=None), num_classes=K)
+        m = METHODS.get(name)(MODELS.create(BACKBONE, num_classes=K, weights=None), K)
         row(f'{name} train_step {B}x{H}x{W} {BACKBONE}', timeit(lambda: m.train_step(b), n=5, warmup=1),
             'bare fwd+bwd+SGD (source batch)', ref)
     model.eval()
-    loader = [{'image': b.x_s[:1], 'label': b.y_s[:1]} for _ in range(8)]
+    val = [{'image': b.x_s[0], 'label': b.y_s[0]} for _ in range(8)]   # a dataset of 8 samples
     def bare_eval():
         with torch.no_grad():
-            for s in loader: model(s['image']).logits.argmax(1)
-    row(f'evaluate 8 images {H}x{W}', timeit(lambda: evaluate(model, loader, K), n=3, warmup=1), 'bare forward loop', timeit(bare_eval, n=3, warmup=1))
+            for s in val: model(s['image'][None]).logits.argmax(1)
+    row(f'evaluate 8 images {H}x{W}', timeit(lambda: evaluate(model, val, K), n=3, warmup=1), 'bare forward loop', timeit(bare_eval, n=3, warmup=1))

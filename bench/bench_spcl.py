@@ -5,7 +5,7 @@ import torch, torch.nn.functional as F
 from types import SimpleNamespace
 from common import row
 from dass_nb.core import MODELS, seed_everything
-from dass_nb.spcl import SPCL
+from dass_nb.methods.spcl import SPCL
 
 K = 19
 g = torch.Generator().manual_seed(0)

@@ -69,16 +69,18 @@ def _hints(cls)->dict: return typing.get_type_hints(cls)
 
 def _alternatives(hint)->tuple: return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
 
-# %% ../nbs/00_core.ipynb #b1c6c113
-def _typed(hint, v):
-    "`v` as a field annotated `hint` holds it: a dict becomes a nested `Config`, a list a tuple."
+# %% ../nbs/00_core.ipynb #5a73d7eb
+def _typed(name:str, hint, v):
+    "`v` as field `name`, annotated `hint`, holds it: a dict becomes a nested `Config`, a list a tuple."
     for h in _alternatives(hint):
         base = typing.get_origin(h) or h
-        if isinstance(v, dict) and isinstance(base, type) and issubclass(base, Config): return base.from_dict(v)
+        if isinstance(base, type) and issubclass(base, Config):
+            if isinstance(v, dict): return base.from_dict(v)
+            if not isinstance(v, base): raise TypeError(f"{name}={v!r}: expected the fields of {base.__name__} as a dict")
         if isinstance(v, list) and base is tuple: return tuple(v)
     return v
 
-# %% ../nbs/00_core.ipynb #b1c2cce4
+# %% ../nbs/00_core.ipynb #f030af63
 @dataclasses.dataclass
 class Config:
     "Base for dataclass configs: strict, typed `update`/`from_dict` (nested configs too) and atomic JSON `save`/`load`."
@@ -86,21 +88,21 @@ class Config:
         "A copy with `kwargs` replaced (a dict updates a nested config field by field); unknown keys raise a `TypeError`."
         _check_keys(type(self), kwargs)
         nested = lambda k, v: getattr(self, k).update(**v) if isinstance(getattr(self, k), Config) and isinstance(v, dict) else v
-        return dataclasses.replace(self, **{k: _typed(_hints(type(self))[k], nested(k, v)) for k, v in kwargs.items()})
+        return dataclasses.replace(self, **{k: _typed(k, _hints(type(self))[k], nested(k, v)) for k, v in kwargs.items()})
 
     def to_dict(self)->dict: return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d:dict):
         _check_keys(cls, d)
-        return cls(**{k: _typed(_hints(cls)[k], v) for k, v in d.items()})
+        return cls(**{k: _typed(k, _hints(cls)[k], v) for k, v in d.items()})
 
     def save(self, path): save_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path): return cls.from_dict(json.loads(Path(path).read_text()))
 
-# %% ../nbs/00_core.ipynb #556c2ebc
+# %% ../nbs/00_core.ipynb #ad867ddc
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     "A named set of run fields and method options: a published setting or a CPU run, as data."
@@ -182,7 +184,7 @@ def atomic_save(obj, path):
     "`torch.save` to `path` atomically."
     with atomic_write(path) as f: torch.save(obj, f)
 
-# %% ../nbs/00_core.ipynb #d97b8ba4
+# %% ../nbs/00_core.ipynb #b0cce892
 def project_root()->Path:
     "The checkout holding `settings.ini` (an editable install), else the working directory."
     here = Path(__file__).resolve().parents[1] if '__file__' in globals() else Path.cwd()

@@ -5,13 +5,12 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from conftest import ROOT
 
-import dass_nb
-from dass_nb.depth import (load_gmm, ClassGMMs, spatial_prior_refine, target_density_target, source_density_target,
-                           attach_heads, DepthDist, SPATIAL_THRESHOLDS)
-from dass_nb.train import TrainConfig, train, Run
+from dass_nb.kernels import spatial_prior_refine, target_density_target, source_density_target
+from dass_nb.methods.depth_distribution import load_gmm, DepthDist, SPATIAL_THRESHOLDS, ORIGINAL_GMM as REF
+from dass_nb.training import TrainConfig, train, network, resolve_config
 from dass_nb.core import METHODS
 
-REF = Path(dass_nb.__file__).parents[2]/'shared/reference/depth_distribution_gmm_params.json'
+M1 = {'density': False, 'self_train': False, 'spatial_prior': False}
 
 @pytest.fixture(scope='module')
 def syn_bench(tmp_path_factory):
@@ -27,8 +26,8 @@ def test_registered(): assert METHODS.get('depth_distribution') is DepthDist
 
 def test_fit_gmm_command_writes_the_original_layout(syn_bench, tmp_path):
     out = tmp_path/'gmm.json'
-    r = subprocess.run([sys.executable, '-m', 'data_prep.fit_gmm', '--root', str(Path(syn_bench)/'synthia'), '--num_classes', '7',
-                        '--grid', '12', '20', '--out', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, '-m', 'data_prep.fit_gmm', str(Path(syn_bench)/'synthia'), '--num_classes', '7',
+                        '--grid', '12x20', '--out', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     ours, ref = json.loads(out.read_text()), json.loads(REF.read_text())
     (key, d), = ours.items()
@@ -40,12 +39,15 @@ def test_fit_gmm_command_writes_the_original_layout(syn_bench, tmp_path):
     assert (g.means[..., 0] <= 20).all() and (g.means[..., 1] <= 12).all()   # x, y on the grid
 
 def test_m1_on_mapillary_7_classes_resumes_and_keeps_original_hparams(syn_bench, tmp_path):
-    c = cfg(syn_bench, tmp_path/'run', num_classes=7, target='mapillary', method_options={'ablation': 'M1'})
+    tiny = cfg(syn_bench, tmp_path/'run').to_dict()
+    c = resolve_config('depth_distribution-mapillary-cpu', **{k: tiny[k] for k in ('backbone', 'weights', 'iters', 'batch_size',
+                       'target_batch_size', 'crop', 'eval_every', 'num_workers', 'data_root', 'out_dir')}, method_options=M1)
+    assert (c.target, c.num_classes, c.method_options['lr_d'], c.method_options['density']) == ('mapillary', 7, 1e-4, False)
     m = train(c)
     assert list(m['stages']) == ['train', 'depth_eval', 'export']            # M1: no GMM, no self-training
     assert m['num_classes'] == 7 and len(m['per_class_iou']) == 7
     ck = torch.load(tmp_path/'run'/'train'/'last.pt', weights_only=False)['method']
-    assert ck['opt_d']['param_groups'][0]['base_lr'] == 1e-4                  # Mapillary: D learning rate 1e-4
+    assert ck['adv']['opt']['param_groups'][0]['base_lr'] == 1e-4             # Mapillary: D learning rate 1e-4
     assert any(k.startswith('heads.depth') for k in ck['model']) and not any(k.startswith('heads.density') for k in ck['model'])
     assert not any(k.startswith('heads.') for k in torch.load(m['final_checkpoint'], weights_only=False)['method']['model'])
     t = (tmp_path/'run'/'train'/'done.json').stat().st_mtime
@@ -53,13 +55,14 @@ def test_m1_on_mapillary_7_classes_resumes_and_keeps_original_hparams(syn_bench,
     assert (tmp_path/'run'/'train'/'done.json').stat().st_mtime == t and m2['target_miou'] == m['target_miou']
 
 def test_checkpoint_loads_with_heads_attached(syn_bench, tmp_path):
-    c = cfg(syn_bench, tmp_path/'run', method_options={'ablation': 'M2'})
+    c = cfg(syn_bench, tmp_path/'run', method_options={'self_train': False, 'spatial_prior': False})   # M2
     train(c)
-    run = Run(c)
-    model = run.model(init=tmp_path/'run'/'train'/'last.pt', setup=attach_heads)
+    model = network(c, init=tmp_path/'run'/'train'/'last.pt')             # the method's network has the heads
     out = model(torch.zeros(1, 3, 48, 96))
     assert out.depth.shape == out.density.shape == (1, 1, *out.logits.shape[-2:])
-    with pytest.raises(RuntimeError): run.model(init=tmp_path/'run'/'train'/'last.pt')   # heads need the setup
+    final = network(c, init=tmp_path/'run'/'export'/'last.pt')            # the export has none: the network drops them
+    assert not final.heads
+    with pytest.raises(RuntimeError): network(c.update(method='source_only'), init=tmp_path/'run'/'train'/'last.pt')
 
 def flood_fill(lab, thr, ignore=255):
     out, seen, (h, w) = lab.copy(), np.zeros(lab.shape, bool), lab.shape

@@ -7,9 +7,10 @@ from conftest import ROOT, tiny_args
 
 from dass_nb.core import METHODS
 from dass_nb.data import get_dataset
-from dass_nb.train import TrainConfig, Run, train
-from dass_nb.translation import translation_stage, translated_source, CycleGAN
-from dass_nb.mlfa import MLFA
+from dass_nb.training import TrainConfig, Run, train
+from dass_nb.engine import Optim, fit
+from dass_nb.methods.translation import translation_stage, translated_source, CycleGAN, TranslationOptions, gan_batches
+from dass_nb.methods.mlfa import MLFA, MLFAOptions
 
 TINY_GAN = dict(ngf=4, n_blocks=1, ndf=4, crop=(32, 64))
 
@@ -23,7 +24,7 @@ def test_registered(): assert METHODS.get('mlfa') is MLFA
 def test_translated_set_mirrors_the_source(tiny_bench, tmp_path):
     run = run_for(tiny_bench, tmp_path/'run')
     d = tmp_path/'run'/'translation'; d.mkdir()
-    res = translation_stage(run, d, iters=3, **TINY_GAN)
+    res = translation_stage(TranslationOptions(iters=3, **TINY_GAN), run.kit(), d)
     (d/'done.json').write_text(json.dumps(res))
     src, out = Path(tiny_bench)/'gta5', d/'translated'
     names = sorted(p.name for p in (src/'images').iterdir())
@@ -42,11 +43,9 @@ def test_cyclegan_resumes_exactly(tiny_bench, tmp_path):
     "A translation stage stopped after 2 of 4 iterations and continued gives the generator of an unbroken run."
     full, cut = run_for(tiny_bench, tmp_path/'a'), run_for(tiny_bench, tmp_path/'b')
     for r in (full, cut): (r.out_dir/'translation').mkdir()
-    translation_stage(full, full.out_dir/'translation', iters=4, **TINY_GAN)
-    from dass_nb.translation import _gan_batches, translation_params
-    from dass_nb.engine import fit
-    p = translation_params('cpu', iters=4, **TINY_GAN)
-    gan = CycleGAN(**{k: v for k, v in p.items() if k not in ('crop', 'resize', 'batch_size', 'iters')}, device='cpu', seed=cut.cfg.seed)
+    o = TranslationOptions(iters=4, **TINY_GAN)
+    translation_stage(o, full.kit(), full.out_dir/'translation')
+    gan = CycleGAN(o, device='cpu', seed=cut.cfg.seed)
     class Stop(Exception): pass
     step = gan.train_step; calls = []
     def dying(b):
@@ -55,9 +54,9 @@ def test_cyclegan_resumes_exactly(tiny_bench, tmp_path):
         return step(b)
     gan.train_step = dying
     with pytest.raises(Stop):
-        fit(gan, _gan_batches(cut, 'gta5', p, 0), _gan_batches(cut, 'cityscapes', p, 1), 4, cut.out_dir/'translation'/'cyclegan',
+        fit(gan, gan_batches(cut.data, 'gta5', o, 0), gan_batches(cut.data, 'cityscapes', o, 1), 4, cut.out_dir/'translation'/'cyclegan',
             ckpt_every=1, lr_power=1.0, progress=False)
-    translation_stage(cut, cut.out_dir/'translation', iters=4, **TINY_GAN)           # resumes from iteration 2
+    translation_stage(o, cut.kit(), cut.out_dir/'translation')           # resumes from iteration 2
     wa = torch.load(full.out_dir/'translation'/'cyclegan'/'last.pt', weights_only=False)['method']['model']
     wb = torch.load(cut.out_dir/'translation'/'cyclegan'/'last.pt', weights_only=False)['method']['model']
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -66,9 +65,9 @@ def test_cyclegan_resumes_exactly(tiny_bench, tmp_path):
     assert np.array_equal(ia, ib)
 
 def test_cli_mlfa_writes_metrics(tiny_bench, tmp_path):
-    opts = json.dumps({'translation_iters': 2, 'translation_options': TINY_GAN, 'dim': 8, 'stride': 1})
+    opts = json.dumps({'translation': {**TINY_GAN, 'iters': 2}, 'dim': 8, 'stride': 1})
     args = tiny_args(tiny_bench, tmp_path/'run', method='mlfa', iters=2, eval_every=0)
-    code = 'import sys, dass_nb.mlfa; from dass_nb.train import train_cli; train_cli(sys.argv[1:])'
+    code = 'import sys; from dass_nb.training import train_cli; train_cli(sys.argv[1:])'
     r = subprocess.run([sys.executable, '-c', code, *args, '--method_options', opts], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path/'run'/'metrics.json').read_text())
@@ -79,10 +78,10 @@ def test_cli_mlfa_writes_metrics(tiny_bench, tmp_path):
     assert 'mlfa gta5 -> cityscapes: mIoU' in r.stdout
 
 def test_bad_options_are_named(tiny_bench, tmp_path):
-    with pytest.raises(ValueError, match="translation='gpu': expected one of"):
+    with pytest.raises(ValueError, match="translation='gpu': expected the fields of TranslationOptions"):
         train(TrainConfig(**{**run_for(tiny_bench, tmp_path/'x').cfg.to_dict(), 'method': 'mlfa', 'method_options': {'translation': 'gpu'}}))
     with pytest.raises(ValueError, match="single source"):
-        translation_stage(run_for(tiny_bench, tmp_path/'y', source='gta5+gta5'), tmp_path/'y')
+        translation_stage(TranslationOptions(), run_for(tiny_bench, tmp_path/'y', source='gta5+gta5').kit(), tmp_path/'y')
     with pytest.raises(FileNotFoundError, match='run the translation stage first'):
         train(TrainConfig(**{**run_for(tiny_bench, tmp_path/'z').cfg.to_dict(), 'method': 'mlfa', 'stage': 'train'}))
 
@@ -99,12 +98,12 @@ def _ddp_worker(rank, world, port, out):
     g = torch.Generator().manual_seed(rank)                    # each rank its own images
     x = torch.rand(1, 3, 128, 256, generator=g)
     b = SimpleNamespace(x_s=x, y_s=(x[:, 0] > 0.5).long(), x_t=x.flip(-1), pl_t=None, depth_s=None, dom_s=None)
-    gan = CycleGAN(ngf=4, n_blocks=1, ndf=4, n_layers=2, lambda_id=5., pool_size=0)   # same seed: same initial weights
+    gan = CycleGAN(TranslationOptions(ngf=4, n_blocks=1, ndf=4, n_layers=2, lambda_id=5., pool_size=0))   # same seed: same initial weights
     for _ in range(2): gan.train_step(SimpleNamespace(x_s=x[..., :64, :64], x_t=x[..., 64:, :64]))
     torch.manual_seed(0)
-    m = MLFA(MODELS.create('deeplab_r18', num_classes=3, weights=None), 3, dim=8, lr=0.01)
+    m = MLFA(MODELS.create('deeplab_r18', num_classes=3, weights=None), 3, MLFAOptions(dim=8), optim=Optim(lr=0.01))
     for _ in range(2): m.train_step(b)
-    torch.save({'gan': gan.model.state_dict(), 'seg': m.state_dict()['model'], 'disc': m.disc.state_dict()}, f'{out}/rank{rank}.pt')
+    torch.save({'gan': gan.model.state_dict(), 'seg': m.state_dict()['model'], 'disc': m.adv.discs.state_dict()}, f'{out}/rank{rank}.pt')
     dist.destroy_process_group()
 
 def test_cyclegan_and_mlfa_stay_in_sync_under_ddp(tmp_path):
@@ -116,5 +115,5 @@ def test_cyclegan_and_mlfa_stay_in_sync_under_ddp(tmp_path):
         for k in r0[part]:
             if 'running_' in k or 'num_batches' in k: continue    # BN statistics stay rank-local (broadcast_buffers=False)
             torch.testing.assert_close(r0[part][k], r1[part][k], msg=lambda m: f'{part}.{k}: {m}')
-    init = CycleGAN(ngf=4, n_blocks=1, ndf=4, n_layers=2).model.state_dict()
+    init = CycleGAN(TranslationOptions(ngf=4, n_blocks=1, ndf=4, n_layers=2)).model.state_dict()
     assert any(not torch.equal(init[k], r0['gan'][k]) for k in init)            # and they did train

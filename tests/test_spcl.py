@@ -36,17 +36,18 @@ def toy_batch(rank):
 def worker(rank, world, port, out):
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=world)
-    from dass_nb.spcl import PrototypeBank, SPCL
+    from dass_nb.methods.spcl import PrototypeBank, SPCL, SPCLOptions
+    from dass_nb.engine import Optim
     P0 = torch.eye(K, C)
     banks = {r: PrototypeBank(K, C, reproduce=r, prototypes=P0).update(*rank_batch(rank)).protos for r in ('code', 'paper')}
     torch.manual_seed(0)                                   # same initial network on both ranks
-    m = SPCL(ToySeg(), K, prototypes=P0, lr=0.05, temperature=0.1)
+    m = SPCL(ToySeg(), K, SPCLOptions(temperature=0.1), optim=Optim(lr=0.05), prototypes=P0)
     for _ in range(3): m.train_step(toy_batch(rank))      # each rank its own batches
     torch.save({**banks, 'spcl': m.bank.protos, 'weights': m.state_dict()['model']}, f'{out}/rank{rank}.pt')
     dist.destroy_process_group()
 
 def test_prototypes_all_reduced_over_two_gloo_ranks(tmp_path):
-    from dass_nb.spcl import PrototypeBank
+    from dass_nb.methods.spcl import PrototypeBank
     mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path/f'rank{r}.pt', weights_only=True) for r in range(2))
     (f0, y0), (f1, y1) = rank_batch(0), rank_batch(1)

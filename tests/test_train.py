@@ -51,7 +51,7 @@ def test_torchrun_two_processes_gloo(tiny_bench, tmp_path):
 
 def test_papermill_injects_parameters(tiny_bench, tmp_path):
     pm = pytest.importorskip('papermill')
-    params = dict(method='minent', iters=3, eval_every=0, backbone='deeplab_r18', weights=None, batch_size=2,
+    params = dict(recipe='minent-cpu', iters=3, eval_every=0, backbone='deeplab_r18', weights='none', batch_size=2,
                   target_batch_size=2, crop_h=48, crop_w=96, num_workers=0, data_root=str(tiny_bench),
                   out_dir=str(tmp_path/'pm'), method_options={'lambda_ent': 0.01})
     env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
@@ -61,9 +61,9 @@ def test_papermill_injects_parameters(tiny_bench, tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
     nb = json.loads(out.read_text())
     injected = [c for c in nb['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
-    assert len(injected) == 1 and "method = \"minent\"" in ''.join(injected[0]['source'])
+    assert len(injected) == 1 and "recipe = \"minent-cpu\"" in ''.join(injected[0]['source'])
     m = json.loads((tmp_path/'pm'/'metrics.json').read_text())
-    assert (m['method'], m['iters'], m['config']['method_options']) == ('minent', 3, {'lambda_ent': 0.01})
+    assert (m['method'], m['iters'], m['config']['method_options'], m['config']['recipe']) == ('minent', 3, {'lambda_ent': 0.01}, 'minent-cpu')
     assert (tmp_path/'pm'/'per_class_iou.csv').exists() and (tmp_path/'pm'/'qualitative.png').exists()
 
 @pytest.mark.parametrize('flags, message', [
@@ -73,7 +73,7 @@ def test_papermill_injects_parameters(tiny_bench, tmp_path):
     (['--method_options', '{"lamda": 1}', '--method', 'advent'], "unknown option(s) ['lamda']"),
 ])
 def test_bad_parameters_are_named(tiny_bench, tmp_path, flags, message):
-    from dass_nb.train import train_cli
+    from dass_nb.training import train_cli
     with pytest.raises(SystemExit) as e: train_cli(tiny_args(tiny_bench, tmp_path/'bad') + flags)
     assert message in str(e.value)
     assert not (tmp_path/'bad').exists(), "nothing is written before the parameters are valid"
@@ -82,3 +82,15 @@ def test_missing_data_names_the_layout(tmp_path):
     r = dass_train(tiny_args(tmp_path/'nowhere', tmp_path/'bad'))
     assert r.returncode != 0
     assert 'gta5' in r.stderr and 'images/' in r.stderr and 'data_prep' in r.stderr, r.stderr[-2000:]
+
+def test_recipe_then_flags_then_print_config(tiny_bench, tmp_path):
+    "defaults < recipe < explicit flags, method options merged option by option; --print_config trains nothing."
+    r = dass_train(['--recipe', 'spcl-gta5-cityscapes', '--iters', '7', '--method_options', '{"cap": 0.8}',
+                    '--out_dir', str(tmp_path/'p'), '--print_config'])
+    assert r.returncode == 0, r.stderr[-2000:]
+    c = json.loads(r.stdout)
+    assert (c['recipe'], c['backbone'], c['iters'], c['lr'], c['crop']) == ('spcl-gta5-cityscapes', 'deeplabv2_r101', 7, 2.5e-4, [512, 1024])
+    assert (c['method_options']['cap'], c['method_options']['freeze_bn'], c['method_options']['lambda_cl']) == (0.8, True, 1.0)
+    assert not (tmp_path/'p').exists()
+    r = dass_train(['--recipe', 'spcl-gpu', '--print_config'])
+    assert r.returncode != 0 and 'unknown recipe' in r.stderr and 'spcl-gta5-cityscapes' in r.stderr

@@ -7,6 +7,7 @@ __all__ = []
 
 # %% ../../nbs/39_methods.ipynb #32534cf2
 import importlib, pkgutil
+import dass_nb.methods as _package
 from .base import *
 
-for _m in pkgutil.iter_modules(__path__): importlib.import_module(f'{__name__}.{_m.name}')   # each registers its methods
+for _m in pkgutil.iter_modules(_package.__path__): importlib.import_module(f'dass_nb.methods.{_m.name}')   # each registers its methods
