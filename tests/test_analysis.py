@@ -1,5 +1,5 @@
 "The four analysis notebooks run under papermill on tiny runs; their tables and figures hold the right values."
-import json, math, subprocess
+import json, math, shutil, subprocess
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ def is_png(p): return Path(p).read_bytes()[:4] == b'\x89PNG'
 @pytest.fixture(scope='session')
 def tiny_runs(tmp_path_factory):
     "Two 2-iteration runs (source-only, AdaptSegNet) scored on Cityscapes and BDD100K."
-    from dass_nb.analysis import make_tiny_runs
+    from dass_nb.runs import make_tiny_runs
     return make_tiny_runs(tmp_path_factory.mktemp('analysis'), eval_targets='bdd100k')
 
 def test_results(tiny_runs, tmp_path):
@@ -46,7 +46,8 @@ def test_ccd(tiny_runs, tmp_path):
     ccd = pd.read_csv(tmp_path/'ccd.csv', index_col=[0, 1])
     assert [tuple(i) for i in ccd.index] == [('source_only', 'pooled'), ('source_only', 'gta5'), ('source_only', 'cityscapes')]
     # the notebook's pooled CCD is the one computed here from the same images with the library
-    from dass_nb.analysis import ClassStats, pixel_features, load_run_model, run_config, run_dataset
+    from dass_nb.analysis.features import ClassStats, pixel_features
+    from dass_nb.runs import load_run_model, run_config, run_dataset
     model, cfg = load_run_model(tiny_runs/'source_only'), run_config(tiny_runs/'source_only')
     st = ClassStats(19)
     for role, spec in (('train', 'gta5'), ('val', 'cityscapes')):
@@ -75,3 +76,25 @@ def test_style_distribution(tmp_path):
     assert s.loc['spc', 'to_nearest_base_after'] < s.loc['spc', 'to_nearest_base_before']
     assert s.loc['spc', 'centre_spread_after'] < s.loc['spc', 'centre_spread_before']
     assert is_png(tmp_path/'style_distribution_spc.png')
+
+def outputs_text(nb_json)->str:
+    return json.dumps([c.get('outputs', []) for c in nb_json['cells'] if c['cell_type'] == 'code'])
+
+def test_names_relative_to_runs_dir(tiny_runs, tmp_path):
+    "A run trained on a dataset in a folder inside the runs folder (MLFA's translated source) is named relative to it."
+    runs = tmp_path/'runs'
+    translated = runs/'mlfa'/'translation'/'translated'
+    shutil.copytree(tiny_runs.parent/'synthetic'/'gta5', translated)
+    run = shutil.copytree(tiny_runs/'source_only', runs/'mlfa'/'source_only_translated')
+    for f in ('config.json', 'metrics.json'):
+        d = json.loads((run/f).read_text())
+        for m in (d, d.get('config', {})):
+            if 'source' in m: m['source'] = f'gta5:{translated}'
+        (run/f).write_text(json.dumps(d))
+    res = papermill('results', tmp_path/'results', runs_dir=runs, n_show=1)
+    assert 'gta5:mlfa/translation/translated -> cityscapes (19 classes)' in outputs_text(res)
+    assert (tmp_path/'results'/'results_gta5_mlfa_translation_translated_cityscapes_19_classes.csv').exists()
+    ccd = papermill('ccd', tmp_path/'ccd', runs_dir=runs, n_images=1)
+    tab = pd.read_csv(tmp_path/'ccd'/'ccd.csv', index_col=[0, 1])
+    assert [tuple(i) for i in tab.index][1] == ('mlfa/source_only_translated', 'gta5:mlfa/translation/translated')
+    for nb in (res, ccd): assert str(tmp_path) not in outputs_text(nb)   # no path of this machine in a title, legend or table

@@ -7,7 +7,7 @@ import nbformat, pytest, yaml
 from bs4 import BeautifulSoup
 from PIL import Image, ImageStat
 
-from dass_nb.site import check_sidebar, make_site, page_href
+from dass_nb.tools.site import check_sidebar, make_site, nav_tree, page_href, sidebar_contents
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / 'nbs'
@@ -52,6 +52,18 @@ def test_sidebar_lists_every_notebook():
     unlisted, missing = check_sidebar(site_yml, NBS, _notebooks(NBS))
     assert not unlisted, f"add these notebooks to the sidebar in _quarto.yml: {unlisted}"
     assert not missing, f"_quarto.yml's sidebar lists files that do not exist: {missing}"
+
+def test_letter_after_the_number(tmp_path):
+    "Notebooks slotted in with a letter after their number (`14a_...`) get nbdev's page name, a sidebar check and a title."
+    assert page_href('14a_data.synthetic.styles.ipynb') == 'data.synthetic.styles.html'
+    assert page_href('10a_data.png.ipynb') == 'data.png.html'
+    names = ['14_data.synthetic.ipynb', '14a_data.synthetic.styles.ipynb', '10a_data.png.ipynb']
+    for n in names: (tmp_path / n).write_text('{}')
+    site_yml = {'website': {'sidebar': {'contents': names[:2]}}}
+    assert check_sidebar(site_yml, tmp_path, sorted(tmp_path.glob('*.ipynb'))) == (['10a_data.png.ipynb'], [])
+    tree = nav_tree(sidebar_contents(site_yml), {names[1]: 'Domain styles'}, 'data.synthetic.styles.html')
+    assert [(n['text'], n['href'], n['active']) for n in tree] == [
+        ('14_data.synthetic', 'data.synthetic.html', False), ('Domain styles', 'data.synthetic.styles.html', True)]
 
 def test_quarto_files():
     assert (NBS / '_quarto.yml').resolve() == (ROOT / '_quarto.yml').resolve(), "nbs/_quarto.yml must be a symlink to ../_quarto.yml"
@@ -122,7 +134,7 @@ def test_no_external_resources(site):
 def test_cli_help(tmp_path):
     # a script file, as the `dass_site` console script is: call_parse reads sys.argv only in a real __main__ module
     script = tmp_path / 'dass_site.py'
-    script.write_text('from dass_nb.site import build_site\nbuild_site()\n')
+    script.write_text('from dass_nb.tools.site import build_site\nbuild_site()\n')
     r = subprocess.run([sys.executable, str(script), '--help'], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert '--dest' in r.stdout and '--nbs' in r.stdout and '--execute' in r.stdout
