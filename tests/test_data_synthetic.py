@@ -5,8 +5,8 @@ import numpy as np, pytest
 from PIL import Image
 from dass_nb.data.labels import train_id_table, map_labels
 from dass_nb.data.png import read_image, read_label, read_pixels
-from dass_nb.data.synthetic import (DOMAINS, SKY_DEPTH, image_seed, render_scene, write_domain, layout_files, make_benchmark,
-                                    ensure_benchmark, is_complete)
+from dass_nb.data.synthetic import (DOMAINS, SKY_DEPTH, image_seed, render_scene, write_domain, layout_files, ensure_benchmark,
+                                    is_complete)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_COVER, H, W = 60, 128, 256  # images per domain for the class-coverage test (seeds of the real train split)

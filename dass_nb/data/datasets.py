@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core import DATASETS, IGNORE
+from ..core import DATASETS
 from .labels import class_names, label_lut, mapillary_names, train_id_table
 from .png import read_image, read_label, write_png
 

@@ -13,7 +13,7 @@ from fastcore.script import call_parse
 from tqdm.auto import tqdm
 
 from ..core import atomic_write, save_json
-from .datasets import DATASETS, _drop_mismatched, _png_size, get_dataset, synthia, _fixture_pair
+from .datasets import _png_size, get_dataset, synthia
 from .png import read_label, write_png
 
 # %% auto #0
