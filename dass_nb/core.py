@@ -4,18 +4,17 @@
 
 # %% ../nbs/00_core.ipynb #7bc0cff5
 from __future__ import annotations
-import contextlib, dataclasses, json, logging, os, random, sys, tempfile
+import contextlib, dataclasses, functools, json, logging, os, random, sys, tempfile, types, typing
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['IGNORE', 'MODELS', 'DATASETS', 'METHODS', 'Registry', 'Config', 'seed_everything', 'rng_state', 'set_rng_state',
-           'seed_worker', 'get_device', 'atomic_write', 'save_json', 'atomic_save', 'project_root', 'get_rank',
-           'get_world_size', 'is_main_process', 'get_logger', 'JSONLLogger', 'read_jsonl']
+__all__ = ['IGNORE', 'MODELS', 'DATASETS', 'METHODS', 'RECIPES', 'Registry', 'Config', 'Recipe', 'recipe', 'seed_everything',
+           'rng_state', 'set_rng_state', 'seed_worker', 'get_device', 'atomic_write', 'save_json', 'atomic_save',
+           'project_root', 'get_rank', 'get_world_size', 'is_main_process', 'get_logger', 'JSONLLogger', 'read_jsonl']
 
 # %% ../nbs/00_core.ipynb #b797037b
 IGNORE = 255  # label value that every loss and metric skips
@@ -23,8 +22,9 @@ IGNORE = 255  # label value that every loss and metric skips
 # %% ../nbs/00_core.ipynb #c47a57a9
 def _same_definition(old, new)->bool:
     "Whether `new` re-defines `old`: the same definition run again, in a notebook or in its exported module."
+    if old is new or (not callable(old) and old == new): return True   # an equal value (a recipe) registered again
     mods = {getattr(old, '__module__', None), getattr(new, '__module__', None)}
-    return old is new or (old.__qualname__ == new.__qualname__ and (len(mods) == 1 or '__main__' in mods))
+    return getattr(old, '__qualname__', 0) == getattr(new, '__qualname__', 1) and (len(mods) == 1 or '__main__' in mods)
 
 class Registry(dict):
     "Name -> constructor, so notebooks and papermill parameters can choose parts by string."
@@ -56,32 +56,62 @@ class Registry(dict):
 MODELS = Registry('model')
 DATASETS = Registry('dataset')
 METHODS = Registry('method')
+RECIPES = Registry('recipe')
 
 # %% ../nbs/00_core.ipynb #ea5e4c68
 def _check_keys(cls, d:dict):
-    valid = [f.name for f in dataclasses.fields(cls)]
+    valid, what = [f.name for f in dataclasses.fields(cls)], getattr(cls, '_what', 'parameter')
     bad = [k for k in d if k not in valid]
-    if bad: raise TypeError(f"{cls.__name__}: unknown parameter(s) {bad}; valid parameters: {valid}")
+    if bad: raise TypeError(f"{cls.__name__}: unknown {what}(s) {bad}; valid {what}s: {valid}")
 
+@functools.cache
+def _hints(cls)->dict: return typing.get_type_hints(cls)
+
+def _alternatives(hint)->tuple: return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+# %% ../nbs/00_core.ipynb #b1c6c113
+def _typed(hint, v):
+    "`v` as a field annotated `hint` holds it: a dict becomes a nested `Config`, a list a tuple."
+    for h in _alternatives(hint):
+        base = typing.get_origin(h) or h
+        if isinstance(v, dict) and isinstance(base, type) and issubclass(base, Config): return base.from_dict(v)
+        if isinstance(v, list) and base is tuple: return tuple(v)
+    return v
+
+# %% ../nbs/00_core.ipynb #b1c2cce4
 @dataclasses.dataclass
 class Config:
-    "Base for dataclass configs: strict `update`/`from_dict` and atomic JSON `save`/`load`."
+    "Base for dataclass configs: strict, typed `update`/`from_dict` (nested configs too) and atomic JSON `save`/`load`."
     def update(self, **kwargs):
-        "A copy with `kwargs` replaced; unknown keys raise a `TypeError` naming them."
+        "A copy with `kwargs` replaced (a dict updates a nested config field by field); unknown keys raise a `TypeError`."
         _check_keys(type(self), kwargs)
-        return dataclasses.replace(self, **kwargs)
+        nested = lambda k, v: getattr(self, k).update(**v) if isinstance(getattr(self, k), Config) and isinstance(v, dict) else v
+        return dataclasses.replace(self, **{k: _typed(_hints(type(self))[k], nested(k, v)) for k, v in kwargs.items()})
 
     def to_dict(self)->dict: return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d:dict):
         _check_keys(cls, d)
-        return cls(**d)
+        return cls(**{k: _typed(_hints(cls)[k], v) for k, v in d.items()})
 
     def save(self, path): save_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path): return cls.from_dict(json.loads(Path(path).read_text()))
+
+# %% ../nbs/00_core.ipynb #556c2ebc
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    "A named set of run fields and method options: a published setting or a CPU run, as data."
+    name:str # registry key, e.g. 'spcl-cpu'
+    doc:str # what it runs and what it reproduces
+    fields:dict # run fields (`TrainConfig` names), `method_options` as a dict
+    origin:dict=dataclasses.field(default_factory=dict) # field (dotted inside `method_options`) -> where its value comes from
+
+def recipe(name:str, doc:str, origin:dict|None=None, **fields)->Recipe:
+    "Register the recipe `name` setting `fields` in `RECIPES`, and return it."
+    return RECIPES.register(name)(Recipe(name, doc, fields, origin or {}))
 
 # %% ../nbs/00_core.ipynb #96365ce2
 def seed_everything(seed:int, # the one number that fixes data order, augmentation and init
@@ -152,7 +182,7 @@ def atomic_save(obj, path):
     "`torch.save` to `path` atomically."
     with atomic_write(path) as f: torch.save(obj, f)
 
-# %% ../nbs/00_core.ipynb #da881b9d
+# %% ../nbs/00_core.ipynb #d97b8ba4
 def project_root()->Path:
     "The checkout holding `settings.ini` (an editable install), else the working directory."
     here = Path(__file__).resolve().parents[1] if '__file__' in globals() else Path.cwd()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_engine.ipynb #7da1be6d
 from __future__ import annotations
-import contextlib, dataclasses, itertools, json, math, os, time
+import contextlib, dataclasses, json, math, os, time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -13,14 +13,16 @@ import torch.nn as nn
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .core import (IGNORE, atomic_save, get_logger, get_rank, get_world_size, is_main_process,
-                          JSONLLogger, rng_state, set_rng_state, save_json)
+from .core import (Config, atomic_save, get_logger, get_world_size, is_main_process, JSONLLogger, rng_state,
+                          set_rng_state, save_json)
 from .metrics import ConfusionMatrix, miou_summary, iou_per_class
 from .losses import upsample
+from .data import eval_loader
 
 # %% auto #0
-__all__ = ['make_optimizer', 'poly_lr_', 'AMP', 'init_distributed', 'ddp', 'unwrap', 'DABatch', 'predict', 'evaluate',
-           'save_checkpoint', 'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
+__all__ = ['make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'init_distributed', 'ddp', 'unwrap', 'DABatch', 'probs', 'predict',
+           'predictions', 'evaluate', 'scores', 'save_checkpoint', 'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage',
+           'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
 def make_optimizer(params, # an iterable of tensors or of param-group dicts (with an optional `lr_mult`)
@@ -40,13 +42,30 @@ def poly_lr_(opt:torch.optim.Optimizer, it:int, max_iter:int, power:float=0.9):
     f = max(0.0, 1 - it / max_iter) ** power
     for g in opt.param_groups: g['lr'] = g['base_lr'] * f
 
+# %% ../nbs/31_engine.ipynb #4a473c5a
+@dataclasses.dataclass
+class Optim(Config):
+    "The segmentation network's optimiser: SGD or Adam at `lr`, the non-backbone groups at `head_mult * lr`."
+    name:str='sgd' # 'sgd' or 'adam'
+    lr:float=2.5e-4 # the backbone's learning rate
+    momentum:float=0.9 # SGD momentum
+    weight_decay:float=5e-4 # SGD weight decay
+    head_mult:float=10. # learning-rate multiplier of every parameter outside the backbone (1: one rate)
+    grad_clip:float|None=None # clip the network's gradient norm to this (None: no clipping)
+
+    def make(self, model:nn.Module)->torch.optim.Optimizer:
+        "The optimiser of `model`'s trainable parameters, in `model.param_groups` when it has them."
+        if hasattr(model, 'param_groups'): groups = model.param_groups(self.lr, self.head_mult)
+        else: groups = [{'params': [p for p in model.parameters() if p.requires_grad]}]
+        return make_optimizer(groups, self.name, self.lr, self.momentum, self.weight_decay)
+
 # %% ../nbs/31_engine.ipynb #61e81e2f
 class AMP:
     "Autocast + gradient scaling for `device`; `dtype` is 'bf16', 'fp16' or None (off). Off on non-CUDA devices."
     def __init__(self, device:torch.device, dtype:str|None='bf16'):
         self.device = torch.device(device)
         if dtype not in (None, 'bf16', 'fp16'): raise ValueError(f"amp={dtype!r}: expected 'bf16', 'fp16' or None")
-        self.enabled = dtype is not None and self.device.type == 'cuda'
+        self.mode, self.enabled = dtype, dtype is not None and self.device.type == 'cuda'
         self.dtype = torch.float16 if dtype == 'fp16' else torch.bfloat16
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.enabled and dtype == 'fp16')
 
@@ -100,24 +119,43 @@ class DABatch:
         return DABatch(**{f.name: mv(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
 # %% ../nbs/31_engine.ipynb #0286801e
-def predict(model:nn.Module, x:torch.Tensor, size=None, amp:AMP=None)->torch.Tensor:
-    "Class probabilities `[N, K, H, W]` of `model` on `x`, upsampled to `size` (default: the input size)."
-    with torch.no_grad(), (amp.autocast() if amp else contextlib.nullcontext()):
-        logits = model(x).logits
-    return upsample(logits.float(), size or x.shape[-2:]).softmax(1)
+def probs(out, size)->torch.Tensor:
+    "Class probabilities `[N, K, H, W]` of a model output `out`, its logits upsampled to `size` (h, w)."
+    return upsample(out.logits.float(), size).softmax(1)
 
+def predict(model:nn.Module, x:torch.Tensor, size=None, amp:AMP=None)->torch.Tensor:
+    "Class probabilities of `model` on images `x`, at `size` (default: the input size)."
+    with torch.no_grad(), (amp.autocast() if amp else contextlib.nullcontext()): out = model(x)
+    return probs(out, size or x.shape[-2:])
+
+# %% ../nbs/31_engine.ipynb #dcc01a5a
 @torch.no_grad()
-def evaluate(model:nn.Module, loader, # finite loader of dicts with `image` and `label`
-             num_classes:int, device=None, amp:AMP=None, progress:bool=False)->ConfusionMatrix:
-    "Confusion matrix of `model` over `loader`, summed over DDP ranks."
-    was_training = model.training; model.eval()
-    device = device or next(model.parameters()).device
-    cm = ConfusionMatrix(num_classes, device=device)
-    for b in tqdm(loader, desc='eval', leave=False, disable=not (progress and is_main_process())):
-        y = b['label'].to(device)
-        cm.update(predict(model, b['image'].to(device), y.shape[-2:], amp).argmax(1), y)
-    model.train(was_training)
+def predictions(model:nn.Module, dataset, # samples with an `image`; this rank reads its share
+                amp:AMP|None=None, num_workers:int=0,
+                desc:str|None=None)->Iterator[tuple]: # progress-bar title (rank 0); None: no bar
+    "`(batch, output)` of `model` in eval mode over `dataset`, in batches of one, images on the model's device."
+    was, dev = model.training, next(model.parameters()).device
+    model.eval()
+    try:
+        for b in tqdm(eval_loader(dataset, 1, num_workers), desc=desc, leave=False, disable=desc is None or not is_main_process()):
+            with amp.autocast() if amp else contextlib.nullcontext(): out = model(b['image'].to(dev))
+            yield b, out
+    finally: model.train(was)
+
+# %% ../nbs/31_engine.ipynb #df2e3ab1
+def evaluate(model:nn.Module, dataset, # labelled samples
+             num_classes:int, amp:AMP|None=None, num_workers:int=0, progress:bool=False)->ConfusionMatrix:
+    "Confusion matrix of `model` over `dataset`, summed over DDP ranks."
+    cm = ConfusionMatrix(num_classes, device=next(model.parameters()).device)
+    for b, out in predictions(model, dataset, amp, num_workers, 'eval' if progress else None):
+        y = b['label'].to(cm.mat.device)
+        cm.update(probs(out, y.shape[-2:]).argmax(1), y)
     return cm.sync()
+
+def scores(cm:torch.Tensor, class_names:list)->dict:
+    "What a run records of a confusion matrix: the papers' mIoU figures, per-class IoU (percent) and the matrix."
+    cm = cm.cpu()
+    return {**miou_summary(cm), 'per_class_iou': dict(zip(class_names, (100 * iou_per_class(cm)).tolist())), 'confusion_matrix': cm.tolist()}
 
 # %% ../nbs/31_engine.ipynb #9f0f34ba
 def save_checkpoint(path, method, it:int, **extra):
@@ -145,8 +183,30 @@ def _check_finite(losses:dict, it:int, ckpt:Path):
                             f"{str(ckpt) if ckpt.exists() else '(none yet)'}; lower the learning rate or check the data")
 
 # %% ../nbs/31_engine.ipynb #65cc515a
+def _resume(method, last:Path, resume:bool, desc:str)->tuple:
+    "`(start iteration, best mIoU, seconds so far)`: from checkpoint `last` when resuming, else a fresh start."
+    if not (resume and last.exists()): return 0, -1.0, 0.0
+    ck = load_checkpoint(last, method)
+    get_logger().info(f"resuming {desc} from {last} at iteration {ck['iter']}")
+    return ck['iter'], ck.get('best', -1.0), ck.get('seconds', 0.0)
+
+def _step(method, src, tgt, pseudo:bool, it:int, iters:int, lr_power:float)->dict:
+    "One iteration: the learning rates of iteration `it`, the next batches, the method's step."
+    for opt in method.optimizers(): poly_lr_(opt, it, iters, lr_power)
+    return method.train_step(DABatch.from_dicts(next(src), next(tgt) if tgt else None, pseudo=pseudo).to(method.device))
+
+# %% ../nbs/31_engine.ipynb #b41093ef
+def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float)->tuple:
+    "Score the method's network, log it, and keep `best.pt` when it improves; `(summary, best)`."
+    summary = miou_summary(evaluator(method.model).mat)
+    improved, best = summary['mIoU'] > best, max(best, summary['mIoU'])
+    log.log(iter=n, **{f'val_{k}': v for k, v in summary.items()}, best_mIoU=best)
+    if improved: save_checkpoint(out_dir/'best.pt', method, n, best=best, seconds=time.time() - t0)
+    return summary, best
+
 def _format_losses(losses:dict)->dict: return {k: f'{v:.3f}' for k, v in losses.items()}
 
+# %% ../nbs/31_engine.ipynb #d25c56d1
 def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()`, `load_state_dict()`, `device`
         source_batches:Callable[[int], Iterator[dict]], # start iteration -> iterator of source batch dicts
         target_batches:Callable[[int], Iterator[dict]]|None, # same for the target (None for source-only)
@@ -160,32 +220,21 @@ def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()
         lr_power:float=0.9, log_every:int=10, progress:bool=True, desc:str='train')->dict:
     "Train `method` for `iters` iterations with evaluation, checkpoints and exact resume; returns a summary."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    last, best_path, log = out_dir/'last.pt', out_dir/'best.pt', JSONLLogger(out_dir/'metrics.jsonl')
-    start, best, t_prev = 0, -1.0, 0.0
-    if resume and last.exists():
-        ck = load_checkpoint(last, method)
-        start, best, t_prev = ck['iter'], ck.get('best', -1.0), ck.get('seconds', 0.0)
-        get_logger().info(f"resuming {desc} from {last} at iteration {start}")
+    last, log = out_dir/'last.pt', JSONLLogger(out_dir/'metrics.jsonl')
+    start, best, t_prev = _resume(method, last, resume, desc)
     log.truncate_after('iter', start)
-    src = source_batches(start); tgt = target_batches(start) if target_batches else None
+    src, tgt = source_batches(start), target_batches(start) if target_batches else None
     t0, summary = time.time() - t_prev, {}
     bar = tqdm(range(start, iters), initial=start, total=iters, desc=desc, disable=not (progress and is_main_process()))
     for it in bar:
-        for opt in method.optimizers(): poly_lr_(opt, it, iters, lr_power)
-        batch = DABatch.from_dicts(next(src), next(tgt) if tgt else None, pseudo=pseudo).to(method.device)
-        losses = method.train_step(batch)
+        losses = _step(method, src, tgt, pseudo, it, iters, lr_power)
         _check_finite(losses, it, last)
         n = it + 1
         if n % log_every == 0 or n == iters:
             log.log(iter=n, **losses, lr=method.optimizers()[0].param_groups[0]['lr'], seconds=time.time() - t0)
             bar.set_postfix(_format_losses(losses))
         do_eval = evaluator is not None and ((eval_every and n % eval_every == 0) or n == iters)
-        if do_eval:
-            summary = miou_summary(evaluator(method.model).mat)
-            best_now = summary['mIoU'] > best
-            best = max(best, summary['mIoU'])
-            log.log(iter=n, **{f'val_{k}': v for k, v in summary.items()}, best_mIoU=best)
-            if best_now: save_checkpoint(best_path, method, n, best=best, seconds=time.time() - t0)
+        if do_eval: summary, best = _validate(method, evaluator, log, out_dir, n, best, t0)
         if do_eval or (ckpt_every and n % ckpt_every == 0) or n == iters:
             save_checkpoint(last, method, n, best=best, seconds=time.time() - t0)
     bar.close()

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core import DATASETS
+from ..core import DATASETS, project_root
 from .labels import class_names, label_lut, mapillary_names, train_id_table
 from .png import read_image, read_label, write_png
 
 # %% auto #0
 __all__ = ['LAYOUTS', 'decode_depth', 'SegDataset', 'gta5', 'synthia', 'cityscapes', 'idd', 'synscapes', 'bdd100k', 'mapillary',
-           'read_classes', 'folder', 'data_root', 'get_dataset']
+           'read_classes', 'folder', 'resolve_data_root', 'dataset_root', 'train_split', 'get_dataset']
 
 # %% ../../nbs/12_data.datasets.ipynb #c5edc795
 def decode_depth(raw:np.ndarray)->torch.Tensor: # raw 16-bit SYNTHIA depth values [H,W]
@@ -122,6 +122,8 @@ def gta5(root, split:str='all', num_classes:int=19, transform=None, domain:int=0
     if not listed: files = _drop_mismatched(files)
     return SegDataset(files, train_id_table('gta5', num_classes), class_names(num_classes), transform, domain)
 
+gta5.train_split = 'all'   # no official split: as a source it trains on every image
+
 # %% ../../nbs/12_data.datasets.ipynb #de389cbe
 def _fixture_pair(img_path, lab_path, raw_ids, size=(8, 16), seed=0, mode=None, lab_size=None):
     "Write a random RGB image and a label of raw IDs drawn from `raw_ids`; returns the raw label."
@@ -150,6 +152,8 @@ def synthia(root, split:str='all', num_classes:int=19, transform=None, domain:in
     stems = _split_stems('synthia', root, split, [p.stem for p in rgb.glob('*.png')])
     files = [(rgb/f'{s}.png', labs/f'{s}.png', deps/f'{s}.png' if depth else None, s) for s in stems]
     return SegDataset(files, train_id_table('synthia', num_classes), class_names(num_classes), transform, domain, label_channel=0)
+
+synthia.train_split = 'all'
 
 # %% ../../nbs/12_data.datasets.ipynb #f85d14d3
 def _city_files(dataset, root, split, img_suffix, lab_suffix):
@@ -184,6 +188,8 @@ def synscapes(root, split:str='all', num_classes:int=19, transform=None, domain:
     stems = sorted(stems, key=lambda s: (len(s), s)) if split in ('all', 'train') and not (Path(root)/f'{split}.txt').exists() else stems
     return SegDataset([(rgb/f'{s}.png', cls/f'{s}.png', None, s) for s in stems],
                       train_id_table('synscapes', num_classes), class_names(num_classes), transform, domain)
+
+synscapes.train_split = 'all'
 
 # %% ../../nbs/12_data.datasets.ipynb #fe5fe096
 def _image_label_dirs(dataset, root, img_dir, lab_dir, lab_name):
@@ -225,21 +231,31 @@ def folder(root, split:str='train', num_classes:int|None=None, transform=None, d
     return SegDataset(files, train_id_table('folder', len(classes)), classes, transform, domain)
 
 # %% ../../nbs/12_data.datasets.ipynb #3c2b3b16
-def data_root(path=None)->Path:
-    "The folder holding the datasets: `path`, else `$DASS_DATA`, else `./data`."
-    return Path(path if path is not None else os.environ.get('DASS_DATA', 'data'))
+def resolve_data_root(data_root=None)->tuple[Path, bool]:
+    "The folder holding the datasets, and whether it is the built-in benchmark: `data_root`, else `$DASS_DATA`, else `data/synthetic`."
+    if data_root not in (None, '', 'synthetic'): return Path(data_root).expanduser().resolve(), False
+    if data_root is None and os.environ.get('DASS_DATA'): return Path(os.environ['DASS_DATA']).resolve(), False
+    return project_root()/'data'/'synthetic', True
 
+def dataset_root(spec:str, data_dir=None)->Path:
+    "The folder of dataset `spec`: its own path for `'name:/path'`, else `name` in the data folder (`resolve_data_root`)."
+    name, _, path = spec.partition(':')
+    return Path(path) if path else resolve_data_root(data_dir)[0]/name
+
+def train_split(spec:str)->str:
+    "The split dataset `spec` trains on: its reader's `train_split` ('all' for sources without an official split), else 'train'."
+    return getattr(DATASETS.get(spec.partition(':')[0]), 'train_split', 'train')
+
+# %% ../../nbs/12_data.datasets.ipynb #48dcebf6
 def get_dataset(spec:str, # registered name, or 'folder:/path/to/root'
                 split:str='train', # split name: train, val, all, or a split list's stem
                 num_classes:int|None=None, # protocol: 19, 16 or 7; None: 19 (folder: from classes.txt)
-                root=None, # the dataset's own folder (default: `data_root(data_dir)/name`)
+                root=None, # the dataset's own folder (default: `dataset_root(spec, data_dir)`)
                 transform=None, # joint transform (sample, generator) -> sample
                 domain:int=0, # domain index stored in the samples
-                data_dir=None, # folder holding all datasets (default `$DASS_DATA` or ./data)
+                data_dir=None, # folder holding all datasets (default: `resolve_data_root()`)
                 **kwargs)->SegDataset: # reader-specific options, e.g. depth=True for synthia
     "The dataset `spec` (e.g. 'gta5', 'folder:/data/mine') for `split` under the `num_classes` protocol."
-    name, _, path = spec.partition(':')
-    fn = DATASETS.get(name)
-    root = Path(path) if path else Path(root) if root is not None else data_root(data_dir)/name
+    fn = DATASETS.get(spec.partition(':')[0])
     if num_classes is not None: kwargs['num_classes'] = num_classes
-    return fn(root=root, split=split, transform=transform, domain=domain, **kwargs)
+    return fn(root=Path(root) if root is not None else dataset_root(spec, data_dir), split=split, transform=transform, domain=domain, **kwargs)

@@ -10,6 +10,7 @@ from ..core import MODELS
 from .backbones import *
 from .segmentation import *
 from .discriminators import *
-from . import backbones, segmentation, discriminators
-from ..losses import upsample
-__all__ = ['MODELS', 'upsample'] + backbones.__all__ + segmentation.__all__ + discriminators.__all__
+from .heads import *
+from .cyclegan import *
+from . import backbones, segmentation, discriminators, heads, cyclegan
+__all__ = ['MODELS'] + [n for m in (backbones, segmentation, discriminators, heads, cyclegan) for n in m.__all__]

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torchvision
 from torchvision.ops import FrozenBatchNorm2d
-from fastcore.basics import ifnone, patch
+from fastcore.basics import ifnone
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
@@ -59,6 +59,13 @@ class Backbone(nn.Module):
         return out
 
     def extra_repr(self): return f"arch={self.arch!r}, strides={self.feature_info.strides()}"
+
+    def load_weights(self, weights=None): # None, 'imagenet' or the path of a state dict in the source's format
+        "Load `weights` into the backbone (see Weights below) and return it."
+        if weights is None: return self
+        if weights == 'imagenet': load_source_state_dict(self, imagenet_state_dict(self.arch), f"ImageNet weights of {self.arch}")
+        else: load_source_state_dict(self, read_state_dict(weights), str(weights))
+        return self
 
 def _check_hooks(hooks, names):
     bad = [k for k in hooks if k not in names[:-1]]
@@ -173,14 +180,6 @@ def load_source_state_dict(bb:Backbone, sd:dict, source:str):
     missing = [k for k in missing if not k.startswith(bb.new)]
     if missing or unexpected:
         raise KeyError(f"{source} does not fit {bb.arch}: missing keys {_short(missing)}, unexpected keys {_short(unexpected)}")
-
-@patch
-def load_weights(self:Backbone, weights=None): # None, 'imagenet' or the path of a state dict in the source's format
-    "Load `weights` into the backbone and return it."
-    if weights is None: return self
-    if weights == 'imagenet': load_source_state_dict(self, imagenet_state_dict(self.arch), f"ImageNet weights of {self.arch}")
-    else: load_source_state_dict(self, read_state_dict(weights), str(weights))
-    return self
 
 # %% ../../nbs/20_models.backbones.ipynb #33abc0c7
 _RESNET_STAGES = {'layer0': ['conv1', 'bn1', 'relu', 'maxpool'],
