@@ -10,7 +10,8 @@ from PIL import Image
 from dass_nb.core import IGNORE
 from dass_nb.data import (ClassBalancedSampler, InfiniteLoader, MultiSourceLoader, eval_loader, get_dataset,
                           label_lut, train_id_table, train_transform, MAPILLARY_V12)
-from dass_nb.data.datasets import _fixture_pair, write_png
+from dass_nb.data.datasets import _fixture_pair
+from dass_nb.data.png import write_png
 from dass_nb.data.prep import compute_label_stats
 from dass_nb.data.transforms import _aligned, _pattern, make_generator, denormalize
 

@@ -1,11 +1,12 @@
-"The built-in synthetic benchmark: determinism, class coverage, depth, on-disk layouts read back by the real readers, CLI."
-import json, struct, subprocess, sys
+"The built-in synthetic benchmark: determinism, class coverage, depth, on-disk layouts read back by the real readers, CLI, golden pixels."
+import hashlib, json, struct, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
 from dass_nb.data.labels import train_id_table, map_labels
-from dass_nb.data.synthetic import (DOMAINS, SKY_DEPTH, image_seed, render_scene, write_domain, layout_files, make_benchmark,
-                                    ensure_benchmark, is_complete, read_png16)
+from dass_nb.data.png import read_image, read_label, read_pixels
+from dass_nb.data.synthetic import (DOMAINS, SKY_DEPTH, image_seed, render_scene, write_domain, layout_files, ensure_benchmark,
+                                    is_complete)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_COVER, H, W = 60, 128, 256  # images per domain for the class-coverage test (seeds of the real train split)
@@ -69,7 +70,7 @@ def test_layout_formats(written):
     s = written/'synthia'
     assert _png_header(s/'GT'/'LABELS'/'0000000.png') == (16, 2)   # 16-bit RGB: class, instance, 0
     assert _png_header(s/'Depth'/'0000000.png') == (16, 0)         # 16-bit grey, centimetres
-    lab = read_png16(s/'GT'/'LABELS'/'0000000.png')
+    lab = read_pixels(s/'GT'/'LABELS'/'0000000.png')
     assert set(np.unique(lab[..., 0])) <= set(range(23)) and lab[..., 1].max() > 0
     assert (np.array(Image.open(s/'parsed_LABELS'/'0000000.png')) == lab[..., 0]).all()
     cs = written/'cityscapes'/'gtFine'/'val'/'frankfurt'/'frankfurt_000000_000019_gtFine_labelIds.png'
@@ -87,7 +88,7 @@ def test_labels_read_back_as_rendered(written, domain):
     "Mapping the stored raw IDs with the real dataset's table gives the rendered train IDs (except lane marks in SYNTHIA)."
     r = render_scene(image_seed(0, domain, 'train', 1), domain, 64, 128)
     f = layout_files(domain, 'train', 1, 0, 3)
-    raw = read_png16(written/domain/f['label'])[..., 0] if domain == 'synthia' else np.array(Image.open(written/domain/f['label']))
+    raw = read_pixels(written/domain/f['label'])[..., 0] if domain == 'synthia' else np.array(Image.open(written/domain/f['label']))
     got = map_labels(raw, train_id_table(domain, 19))
     keep = r['part'] == 0 if domain == 'synthia' else np.ones_like(r['label'], bool)
     assert (got[keep] == r['label'][keep]).all()
@@ -119,3 +120,25 @@ def test_cli_idempotent(tmp_path):
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=300)
     assert marker.stat().st_mtime_ns == t0
     assert ensure_benchmark(tmp_path, domains='gta5,bdd100k', scale=0.004, H=32, W=64) == tmp_path/'synthetic'
+
+def _digest(folder)->dict:
+    "Per file of `folder`: SHA256 of the decoded pixels of images and labels, of the bytes of anything else (as tests/golden/make_golden_b104ccb.py)."
+    h = {}
+    for f in sorted(Path(folder).rglob('*')):
+        if not f.is_file(): continue
+        rel = f.relative_to(folder).as_posix()
+        if f.suffix in ('.png', '.jpg'):
+            a = read_image(f).numpy() if ('RGB' in rel or 'images' in rel or 'leftImg8bit' in rel) else read_label(f)
+            h[rel] = hashlib.sha256(np.ascontiguousarray(a).tobytes() + str(a.shape).encode() + str(a.dtype).encode()).hexdigest()[:16]
+        else: h[rel] = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+    return h
+
+def test_golden_benchmark(tmp_path):
+    "The tiny benchmark of the golden file at b104ccb: the same files with the same pixels, and the same bytes on a second run."
+    golden = json.loads((ROOT/'tests'/'golden'/'b104ccb.json').read_text())['benchmark']
+    a, b = (ensure_benchmark(tmp_path/k, domains='gta5,synthia,cityscapes', scale=0.01, H=64, W=128) for k in 'ab')
+    got = _digest(a)
+    assert sorted(got) == sorted(golden)
+    assert [k for k in golden if got[k] != golden[k]] == []
+    files = sorted(p.relative_to(a) for p in a.rglob('*') if p.is_file())
+    assert all((a/f).read_bytes() == (b/f).read_bytes() for f in files)

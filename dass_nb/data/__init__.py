@@ -8,7 +8,8 @@ __all__ = []
 # %% ../../nbs/09_data.ipynb #c2d608a3
 from .labels import *
 from .transforms import *
+from .png import *
 from .datasets import *
 from .sampling import *
-from . import labels, transforms, datasets, sampling
-__all__ = [n for m in (labels, transforms, datasets, sampling) for n in m.__all__]
+from . import labels, transforms, png, datasets, sampling
+__all__ = [n for m in (labels, transforms, png, datasets, sampling) for n in m.__all__]

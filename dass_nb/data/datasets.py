@@ -4,116 +4,20 @@
 
 # %% ../../nbs/12_data.datasets.ipynb #65b249d4
 from __future__ import annotations
-import os, re, struct, warnings, zlib
+import os, warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..core import DATASETS, IGNORE, project_root
+from ..core import DATASETS, project_root
 from .labels import class_names, label_lut, mapillary_names, train_id_table
+from .png import read_image, read_label, write_png
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'read_image', 'read_label', 'write_png', 'decode_depth', 'SegDataset', 'gta5', 'synthia', 'cityscapes',
-           'idd', 'synscapes', 'bdd100k', 'mapillary', 'read_classes', 'folder', 'resolve_data_root', 'dataset_root',
-           'train_split', 'get_dataset']
-
-# %% ../../nbs/12_data.datasets.ipynb #2ccaef53
-def read_image(path)->torch.Tensor:
-    "The RGB image at `path` as a uint8 tensor [3,H,W]."
-    try:
-        with Image.open(path) as im: arr = np.asarray(im.convert('RGB'))
-    except Exception as e: raise OSError(f"cannot read image {path}: {e}") from e
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
-
-# %% ../../nbs/12_data.datasets.ipynb #56dc70b8
-def _png_header(path)->tuple[int, int, int, int]|None:
-    "(width, height, bit depth, colour type) of a PNG file, or None if `path` is not a PNG."
-    with open(path, 'rb') as f: head = f.read(33)
-    if head[:8] != b'\x89PNG\r\n\x1a\n' or head[12:16] != b'IHDR': return None
-    return struct.unpack('>IIBB', head[16:26])
-
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
-
-def _unfilter_row(ftype, line, prev, bpp):
-    if ftype == 0: return line
-    if ftype == 1: return np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).ravel()
-    if ftype == 2: return line + prev
-    cur = line.astype(np.int32); p = prev.astype(np.int32)
-    for i in range(len(cur)):                         # Average / Paeth depend on the pixel to the left
-        a = cur[i - bpp] if i >= bpp else 0
-        if ftype == 3: cur[i] = (cur[i] + (a + p[i])//2) & 255; continue
-        b, c = p[i], (p[i - bpp] if i >= bpp else 0)
-        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2*c)
-        cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-    return cur.astype(np.uint8)
-
-def _decode_png(path)->np.ndarray:
-    "Pixels of a non-interlaced 8/16-bit grey/RGB(A) PNG as [H,W] or [H,W,C] (uint8 or uint16)."
-    data = Path(path).read_bytes(); pos, idat, hdr = 8, [], None
-    while pos < len(data):
-        n, kind = struct.unpack('>I4s', data[pos:pos + 8]); body = data[pos + 8:pos + 8 + n]; pos += 12 + n
-        if kind == b'IHDR': hdr = struct.unpack('>IIBBBBB', body)
-        elif kind == b'IDAT': idat.append(body)
-        elif kind == b'IEND': break
-    w, h, depth, ctype, _, _, interlace = hdr
-    if interlace or depth not in (8, 16) or ctype not in _PNG_CHANNELS: raise OSError(f"unsupported PNG variant in {path}")
-    ch = _PNG_CHANNELS[ctype]; bpp = ch*depth//8
-    rows = np.frombuffer(zlib.decompress(b''.join(idat)), np.uint8).reshape(h, w*bpp + 1)
-    out, prev = np.empty((h, w*bpp), np.uint8), np.zeros(w*bpp, np.uint8)
-    for y in range(h): out[y] = prev = _unfilter_row(rows[y, 0], rows[y, 1:], prev, bpp)
-    px = out.view('>u2').astype(np.uint16) if depth == 16 else out
-    return px.reshape(h, w, ch) if ch > 1 else px.reshape(h, w)
-
-# %% ../../nbs/12_data.datasets.ipynb #17d7b50f
-_warned_slow = []
-def _read_png16_color(path)->np.ndarray:
-    try: import cv2
-    except ImportError:
-        if not _warned_slow:
-            _warned_slow.append(1)
-            warnings.warn("decoding 16-bit colour PNGs (SYNTHIA GT/LABELS, Depth) without OpenCV: correct but up to "
-                          "seconds per full-size image. `pip install opencv-python-headless` or use DADA's parsed_LABELS.")
-        return _decode_png(path)
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None: raise OSError("OpenCV could not decode it")
-    return arr[..., [2, 1, 0, 3][:arr.shape[-1]]] if arr.ndim == 3 else arr  # BGR(A) -> RGB(A)
-
-def read_label(path, channel:int|None=0)->np.ndarray: # channel to keep from multi-channel files; None: refuse them
-    "Raw label IDs in `path` as an [H,W] integer array (16-bit multi-channel PNGs decoded losslessly)."
-    try:
-        hdr = _png_header(path)
-        if hdr and hdr[2] == 16 and hdr[3] in (2, 4, 6): arr = _read_png16_color(path)
-        else:
-            with Image.open(path) as im: arr = np.asarray(im)
-    except Exception as e: raise OSError(f"cannot read label {path}: {e}") from e
-    if arr.ndim == 2: return arr
-    if channel is None:
-        raise ValueError(f"label {path} has {arr.shape[-1]} channels; expected one channel of IDs (colour-coded labels are not supported)")
-    return arr[..., channel]
-
-# %% ../../nbs/12_data.datasets.ipynb #8de0bdd5
-def write_png(path, # destination file; its folder is created
-              arr:np.ndarray, # uint8 or uint16 pixels, [H,W] or [H,W,C] with C <= 4
-              filters=(0,)): # PNG row filter types (0-4), cycled over the rows
-    "Write a uint8/uint16 [H,W] or [H,W,C] array as PNG, cycling row filters through `filters` (0-4)."
-    arr = np.asarray(arr); h, w = arr.shape[:2]; ch = 1 if arr.ndim == 2 else arr.shape[2]
-    depth = 16 if arr.dtype == np.uint16 else 8
-    raw = arr.astype('>u2' if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8).reshape(h, -1)
-    bpp, lines = ch*depth//8, []
-    for y in range(h):
-        f, x = filters[y % len(filters)], raw[y].astype(np.int32)
-        b = raw[y - 1].astype(np.int32) if y else np.zeros_like(x)
-        a, c = (np.concatenate([np.zeros(bpp, np.int32), v[:-bpp]]) for v in (x, b))
-        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2*c)
-        pred = [0, a, b, (a + b)//2, np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))][f]
-        lines.append(bytes([f]) + ((x - pred) & 255).astype(np.uint8).tobytes())
-    chunk = lambda t, d: struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
-    ihdr = struct.pack('>IIBBBBB', w, h, depth, {1: 0, 2: 4, 3: 2, 4: 6}[ch], 0, 0, 0)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(b''.join(lines)))
-                           + chunk(b'IEND', b''))
+__all__ = ['LAYOUTS', 'decode_depth', 'SegDataset', 'gta5', 'synthia', 'cityscapes', 'idd', 'synscapes', 'bdd100k', 'mapillary',
+           'read_classes', 'folder', 'resolve_data_root', 'dataset_root', 'train_split', 'get_dataset']
 
 # %% ../../nbs/12_data.datasets.ipynb #c5edc795
 def decode_depth(raw:np.ndarray)->torch.Tensor: # raw 16-bit SYNTHIA depth values [H,W]

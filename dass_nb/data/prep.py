@@ -13,8 +13,8 @@ from fastcore.script import call_parse
 from tqdm.auto import tqdm
 
 from ..core import atomic_write, save_json
-from .datasets import (DATASETS, _drop_mismatched, _png_size, get_dataset, read_label, synthia,
-                                   _fixture_pair, write_png)
+from .datasets import _png_size, get_dataset, synthia
+from .png import read_label, write_png
 
 # %% auto #0
 __all__ = ['write_split_lists', 'gta5_good_stems', 'compute_label_stats', 'save_label_stats', 'load_label_stats', 'check_synthia',
