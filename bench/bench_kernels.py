@@ -11,7 +11,7 @@ import dass_nb
 from dass_nb.kernels import (confusion_matrix, labels_at, class_feature_sums, class_feature_means, ClassThresholds,
                              gmm_density, ClassGMMs, density_to_target, source_density_target, target_density_target,
                              spatial_prior_refine, instance_stats, style_distance, style_weights, project_style)
-from dass_nb.depth import spatial_thresholds
+from dass_nb.methods.depth_distribution import spatial_thresholds
 
 GMM_FILE = Path(dass_nb.__file__).parent/'assets'/'depth_distribution_gmm_params.json'
 K = 19

@@ -4,16 +4,16 @@
 
 # %% ../nbs/51_runs.ipynb #be65fa01
 from __future__ import annotations
-import json, tempfile
+import json
 from pathlib import Path
 
-from .core import project_root
-from .data import get_dataset, eval_transform
-from .train import TrainConfig, Run, train, resolve_data_root
+from .core import project_root, get_device
+from .data import get_dataset, eval_transform, resolve_data_root, train_split
+from .training import TrainConfig, train, network
 
 # %% auto #0
 __all__ = ['project_path', 'find_runs', 'select_runs', 'run_name', 'dataset_label', 'load_metrics', 'run_checkpoint',
-           'run_config', 'load_run_model', 'run_dataset', 'make_tiny_runs']
+           'run_config', 'load_model', 'run_dataset', 'make_tiny_runs']
 
 # %% ../nbs/51_runs.ipynb #a98efcda
 def project_path(p)->Path|None:
@@ -70,24 +70,28 @@ def run_config(path)->TrainConfig|None: # a run folder, or a checkpoint in it or
     p = Path(path)
     for d in ([p] if p.is_dir() else [p.parent, p.parent.parent]):
         if (d/'config.json').is_file(): return TrainConfig.load(d/'config.json')
-        if (d/'metrics.json').is_file(): return TrainConfig(**load_metrics(d)['config'])
+        if (d/'metrics.json').is_file(): return TrainConfig.from_dict(load_metrics(d)['config'])
     return None
 
 # %% ../nbs/51_runs.ipynb #cb5540f0
-def load_run_model(run_dir, device='cpu'):
-    "The final network of a run, built as `train` scores it, in eval mode."
-    cfg = run_config(run_dir)
-    with tempfile.TemporaryDirectory() as d:  # `Run` writes its config to out_dir: keep the run folder untouched
-        run = Run(cfg.update(out_dir=d, device=str(device), resume=False))
-        return run.model(init=run_checkpoint(run_dir)).eval()   # `Run.model` adds the method's parts (SPC)
+def load_model(path, # a run folder (its final network), or a checkpoint in one (`<run>/<stage>/last.pt`) or a state dict file
+               backbone:str|None=None, num_classes:int|None=None, # the model, for a checkpoint outside a run folder
+               device='cpu'):
+    "The network stored at `path`, rebuilt as its run built it (the method's architecture, every head), in eval mode."
+    p = Path(path)
+    ckpt = run_checkpoint(p) if p.is_dir() else p
+    if not ckpt.is_file(): raise FileNotFoundError(f"checkpoint {str(ckpt)!r} does not exist")
+    cfg = run_config(p)
+    if cfg is None and (backbone is None or num_classes is None): raise ValueError(f"no config.json or metrics.json beside {ckpt}: pass backbone and num_classes")
+    given = {k: v for k, v in (('backbone', backbone), ('num_classes', num_classes)) if v is not None}
+    return network((cfg or TrainConfig()).update(**given), init=ckpt, device=get_device(device)).eval()
 
 # %% ../nbs/51_runs.ipynb #73407acc
 def run_dataset(cfg:TrainConfig, spec:str, # dataset name or 'folder:/path'
                 role:str='val', # 'train' (the split the run trains on) or 'val'
                 size:tuple|None=None): # (h, w) images are resized to; None: as stored
     "Dataset `spec` as run `cfg` sees it (its data root and class protocol), with the evaluation transform."
-    split = Run.split_of(None, spec, role)    # `split_of` reads nothing from the run
-    return get_dataset(spec, split, num_classes=cfg.num_classes, transform=eval_transform(size),
+    return get_dataset(spec, train_split(spec) if role == 'train' else 'val', num_classes=cfg.num_classes, transform=eval_transform(size),
                        data_dir=resolve_data_root(cfg.data_root)[0])
 
 # %% ../nbs/51_runs.ipynb #e04332c7

@@ -47,8 +47,8 @@ def test_ccd(tiny_runs, tmp_path):
     assert [tuple(i) for i in ccd.index] == [('source_only', 'pooled'), ('source_only', 'gta5'), ('source_only', 'cityscapes')]
     # the notebook's pooled CCD is the one computed here from the same images with the library
     from dass_nb.analysis.features import ClassStats, pixel_features
-    from dass_nb.runs import load_run_model, run_config, run_dataset
-    model, cfg = load_run_model(tiny_runs/'source_only'), run_config(tiny_runs/'source_only')
+    from dass_nb.runs import load_model, run_config, run_dataset
+    model, cfg = load_model(tiny_runs/'source_only'), run_config(tiny_runs/'source_only')
     st = ClassStats(19)
     for role, spec in (('train', 'gta5'), ('val', 'cityscapes')):
         for f, l in pixel_features(model, run_dataset(cfg, spec, role), n_images=2): st.update(f[None], l[None])

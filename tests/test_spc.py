@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import ROOT, tiny_args, kill_at_checkpoint
 
-CLI = [sys.executable, '-c', 'import dass_nb.spc; from dass_nb.train import train_cli; train_cli()']
+CLI = [sys.executable, '-c', 'from dass_nb.training import train_cli; train_cli()']
 
 @pytest.fixture(scope='module')
 def dg_bench(tmp_path_factory):
@@ -23,7 +23,7 @@ def run_cli(args):
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 def test_cli_two_sources_dg_table(dg_bench, tmp_path):
-    from dass_nb.spc import dg_table
+    from dass_nb.analysis import dg_table
     r = run_cli(dg_args(dg_bench, tmp_path/'run'))
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path/'run'/'metrics.json').read_text())
@@ -75,19 +75,20 @@ def rank_batch(rank):
 def worker(rank, world, port, out):
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=world)
-    from dass_nb.spc import StyleProjection, SemanticClustering, SPC
-    from dass_nb.models import create_model
+    from dass_nb.methods.spc import StyleProjection, SPC, SPCOptions
+    from dass_nb.models import MODELS
+    from dass_nb.engine import Optim
     b = rank_batch(rank)
     torch.manual_seed(0)
     sp = StyleProjection(3, 2).update(b.x_s, b.dom_s)
     torch.manual_seed(0)
-    m = SPC(create_model('deeplab_r18', num_classes=4, weights=None), 4, num_domains=2, lr=1e-3)
+    m = SPC(SPC.network(lambda: MODELS.create('deeplab_r18', num_classes=4, weights=None), SPCOptions(), 4, 2), 4, optim=Optim(lr=1e-3))
     for _ in range(2): m.train_step(b)
     torch.save({'mu': sp.base_mu, 'sigma': sp.base_sigma, 'model': m.state_dict()['model']}, f'{out}/rank{rank}.pt')
     dist.destroy_process_group()
 
 def test_bases_all_reduced_over_two_gloo_ranks(tmp_path):
-    from dass_nb.spc import StyleProjection
+    from dass_nb.methods.spc import StyleProjection
     mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path/f'rank{r}.pt', weights_only=True) for r in range(2))
     b0, b1 = rank_batch(0), rank_batch(1)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 
 from ..core import get_world_size
-from ..spcl import labels_at, class_feature_sums
+from ..kernels import labels_at, class_feature_sums
 
 # %% auto #0
 __all__ = ['pixel_features', 'pixel_table', 'sample_per_class', 'ClassStats', 'class_centre_distance', 'embed_2d']

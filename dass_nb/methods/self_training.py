@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
 
 from ..core import METHODS, IGNORE, get_world_size
 from ..kernels import ClassThresholds
 from ..engine import Stage, predictions, probs
 from .base import DAMethod, Feed, MethodOptions
-from ..data import SegDataset, class_colors, class_names
+from ..data import SegDataset, class_colors, write_png
 
 # %% auto #0
 __all__ = ['pseudo_label', 'label_thresholds', 'write_pseudo_labels', 'pseudo_label_dataset', 'make_pseudo_labels',
@@ -31,10 +30,10 @@ def pseudo_label(probs:torch.Tensor, # softmax maps `[N, K, H, W]`
     return lab
 
 # %% ../../nbs/44_methods.self_training.ipynb #acafec89
-def _save_label_png(lab:np.ndarray, path:Path, colors):
+def _palette(colors)->list:
+    "The 768 palette values of a label PNG: the classes' colours, black for the rest (255 = ignore)."
     pal = np.zeros((256, 3), np.uint8); pal[:len(colors)] = colors
-    im = Image.fromarray(lab.astype(np.uint8), 'P'); im.putpalette(pal.reshape(-1).tolist())
-    path.parent.mkdir(parents=True, exist_ok=True); im.save(path)
+    return pal.reshape(-1).tolist()
 
 def label_thresholds(model, dataset, num_classes:int, cap:float=0.9, amp=None, num_workers:int=0,
                      progress:bool=True)->torch.Tensor:
@@ -44,22 +43,22 @@ def label_thresholds(model, dataset, num_classes:int, cap:float=0.9, amp=None, n
         ct.update(probs(out, b['label'].shape[-2:]).cpu())
     return ct.sync().compute()
 
-# %% ../../nbs/44_methods.self_training.ipynb #878d43c7
+# %% ../../nbs/44_methods.self_training.ipynb #24f165a6
 def write_pseudo_labels(model, dataset, out_dir, thresholds:torch.Tensor, amp=None, num_workers:int=0,
                         progress:bool=True,
                         refine=None)->dict: # labels `[N, H, W]` -> refined labels (CPU), or None
     "Write `out_dir/<name>.png` pseudo labels for every sample of `dataset`; returns the kept-pixel fraction."
-    out_dir, colors, kept = Path(out_dir), class_colors(len(thresholds)), torch.zeros(3)
+    out_dir, palette, kept = Path(out_dir), _palette(class_colors(len(thresholds))), torch.zeros(3)
     for b, out in predictions(model, dataset, amp, num_workers, 'pseudo labels' if progress else None):
         lab = pseudo_label(probs(out, b['label'].shape[-2:]), thresholds).cpu()
         ref = lab if refine is None else refine(lab)
         kept += torch.tensor([(lab != IGNORE).sum().item(), (ref != IGNORE).sum().item(), lab.numel()])
-        for name, l in zip(b['name'], ref): _save_label_png(l.numpy(), out_dir/f'{name}.png', colors)
+        for name, l in zip(b['name'], ref): write_png(out_dir/f'{name}.png', l.numpy().astype(np.uint8), palette=palette)
     if get_world_size() > 1: dist.all_reduce(kept)
     res = {'kept_fraction': (kept[1] / kept[2]).item(), 'images': len(dataset)}
     return res if refine is None else {'confident_fraction': (kept[0] / kept[2]).item(), **res}
 
-# %% ../../nbs/44_methods.self_training.ipynb #2f250fea
+# %% ../../nbs/44_methods.self_training.ipynb #a5fa00f3
 def pseudo_label_dataset(dataset:SegDataset, pl_dir, transform=None)->SegDataset:
     "The images of `dataset` with the pseudo labels in `pl_dir` as labels (train IDs, 255 = ignore)."
     files = [(img, Path(pl_dir)/f'{name}.png', None, name) for img, _, _, name in dataset.files]
@@ -67,7 +66,7 @@ def pseudo_label_dataset(dataset:SegDataset, pl_dir, transform=None)->SegDataset
     if missing: raise FileNotFoundError(f"{len(missing)} pseudo labels missing in {pl_dir}, e.g. {missing[:3]}")
     return SegDataset(files, {i: i for i in range(dataset.num_classes)}, dataset.classes, transform, dataset.domain)
 
-# %% ../../nbs/44_methods.self_training.ipynb #b0bda058
+# %% ../../nbs/44_methods.self_training.ipynb #7ca90766
 def make_pseudo_labels(model, dataset, # the network and the target split it labels (evaluation transform)
                        out_dir:Path, cap:float=0.9, amp=None, num_workers:int=0)->dict:
     "Class-wise thresholds and pseudo-label PNGs (`out_dir/labels`) of `model` on `dataset`."
@@ -75,7 +74,7 @@ def make_pseudo_labels(model, dataset, # the network and the target split it lab
     res = write_pseudo_labels(model, dataset, Path(out_dir)/'labels', thr, amp, num_workers)
     return {**res, 'thresholds': dict(zip(dataset.classes, thr.tolist()))}
 
-# %% ../../nbs/44_methods.self_training.ipynb #8920dc7b
+# %% ../../nbs/44_methods.self_training.ipynb #ca10bf31
 @dataclasses.dataclass
 class SelfTrainingOptions(MethodOptions):
     "Self-training's options."
