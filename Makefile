@@ -22,11 +22,11 @@ $(STAMP): pyproject.toml
 data: install
 	$(PY) -m data_prep.make_benchmark --root data
 
-# The main job: train and evaluate one method on the built-in benchmark (papermill parameters in nbs/train.ipynb).
-METHOD ?= spcl
+# The main job: train and evaluate one recipe on the built-in benchmark (papermill parameters in nbs/train.ipynb).
+RECIPE ?= spcl-cpu
 train: data
 	mkdir -p runs
-	$(VENV)/bin/papermill nbs/train.ipynb runs/train-$(METHOD).ipynb -p method $(METHOD) --cwd nbs
+	$(VENV)/bin/papermill nbs/train.ipynb runs/train-$(RECIPE).ipynb -p recipe $(RECIPE) --cwd nbs
 
 # Every notebook through nbdev_test, plus the integration tests in tests/.
 test: install

@@ -122,7 +122,7 @@ def test_cli_idempotent(tmp_path):
     assert ensure_benchmark(tmp_path, domains='gta5,bdd100k', scale=0.004, H=32, W=64) == tmp_path/'synthetic'
 
 def _digest(folder)->dict:
-    "Per file of `folder`: SHA256 of the decoded pixels of images and labels, of the bytes of anything else (as tests/golden/make_golden_b104ccb.py)."
+    "Per file of `folder`: SHA256 of the decoded pixels of images and labels, of the bytes of anything else (as the golden file of b104ccb was recorded)."
     h = {}
     for f in sorted(Path(folder).rglob('*')):
         if not f.is_file(): continue

@@ -62,7 +62,7 @@ def test_checkpoint_loads_with_heads_attached(syn_bench, tmp_path):
     assert out.depth.shape == out.density.shape == (1, 1, *out.logits.shape[-2:])
     final = network(c, init=tmp_path/'run'/'export'/'last.pt')            # the export has none: the network drops them
     assert not final.heads
-    with pytest.raises(RuntimeError): network(c.update(method='source_only'), init=tmp_path/'run'/'train'/'last.pt')
+    with pytest.raises(RuntimeError): network(c.update(method='source_only', method_options={}), init=tmp_path/'run'/'train'/'last.pt')
 
 def flood_fill(lab, thr, ignore=255):
     out, seen, (h, w) = lab.copy(), np.zeros(lab.shape, bool), lab.shape

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..core import MODELS
 from .backbones import *
