@@ -26,6 +26,7 @@ def _same_definition(old, new)->bool:
     mods = {getattr(old, '__module__', None), getattr(new, '__module__', None)}
     return getattr(old, '__qualname__', 0) == getattr(new, '__qualname__', 1) and (len(mods) == 1 or '__main__' in mods)
 
+# %% ../nbs/00_core.ipynb #649aaff5
 class Registry(dict):
     "Name -> constructor, so notebooks and papermill parameters can choose parts by string."
     def __init__(self, kind:str): # what the registry holds, used in error messages
@@ -147,6 +148,7 @@ def seed_worker(worker_id:int):
 # %% ../nbs/00_core.ipynb #6a7b82da
 def _mps_ok(): return getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
 
+# %% ../nbs/00_core.ipynb #ba1dd832
 def get_device(device:str|torch.device='auto')->torch.device: # 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
     "The `torch.device` to run on: `auto` picks cuda (this rank's GPU), then mps, then cpu."
     if isinstance(device, torch.device): return device
@@ -176,10 +178,12 @@ def atomic_write(path, # destination file; its folder is created if missing
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
+# %% ../nbs/00_core.ipynb #b4f5b3ee
 def save_json(obj, path, indent:int=2):
     "Write `obj` as JSON to `path` atomically."
     with atomic_write(path, 'w') as f: json.dump(obj, f, indent=indent, default=str)
 
+# %% ../nbs/00_core.ipynb #4b8a4937
 def atomic_save(obj, path):
     "`torch.save` to `path` atomically."
     with atomic_write(path) as f: torch.save(obj, f)
@@ -221,6 +225,7 @@ class JSONLLogger:
         keep = [r for r in read_jsonl(self.path) if r.get(key, value) <= value]
         with atomic_write(self.path, 'w') as f: f.writelines(json.dumps(r) + '\n' for r in keep)
 
+# %% ../nbs/00_core.ipynb #7cad2bc1
 def read_jsonl(path)->list[dict]:
     "All records of a JSONL file."
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]

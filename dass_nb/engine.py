@@ -37,6 +37,7 @@ def make_optimizer(params, # an iterable of tensors or of param-group dicts (wit
     if name == 'adam': return torch.optim.Adam(groups, lr=lr, betas=betas)
     raise ValueError(f"optimizer={name!r}: expected 'sgd' or 'adam'")
 
+# %% ../nbs/31_engine.ipynb #ade94e54
 def poly_lr_(opt:torch.optim.Optimizer, it:int, max_iter:int, power:float=0.9):
     "Set every group of `opt` to `base_lr * (1 - it/max_iter) ** power`."
     f = max(0.0, 1 - it / max_iter) ** power
@@ -89,12 +90,14 @@ def init_distributed(device:str='auto')->torch.device:
         dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
     return dev
 
+# %% ../nbs/31_engine.ipynb #8f8be6ec
 def ddp(module:nn.Module, device:torch.device)->nn.Module:
     "Wrap `module` in `DistributedDataParallel` when running with more than one process."
     if get_world_size() == 1 or not any(p.requires_grad for p in module.parameters()): return module
     ids = [device.index] if device.type == 'cuda' else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
+# %% ../nbs/31_engine.ipynb #44a6dfe5
 def unwrap(module:nn.Module)->nn.Module:
     "The module inside a `DistributedDataParallel` wrapper (or `module` itself)."
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
@@ -152,6 +155,7 @@ def evaluate(model:nn.Module, dataset, # labelled samples
         cm.update(probs(out, y.shape[-2:]).argmax(1), y)
     return cm.sync()
 
+# %% ../nbs/31_engine.ipynb #e50e323f
 def scores(cm:torch.Tensor, class_names:list)->dict:
     "What a run records of a confusion matrix: the papers' mIoU figures, per-class IoU (percent) and the matrix."
     cm = cm.cpu()
@@ -162,6 +166,7 @@ def save_checkpoint(path, method, it:int, **extra):
     "Write the method's state, the iteration and the RNG states to `path` atomically (rank 0 only)."
     if is_main_process(): atomic_save({'iter': it, 'method': method.state_dict(), 'rng': rng_state(), **extra}, path)
 
+# %% ../nbs/31_engine.ipynb #c34ef94b
 def load_checkpoint(path, method=None, restore_rng:bool=True)->dict:
     "Read a checkpoint; with `method`, restore its state (and the RNG states). Clear error on a bad file."
     path = Path(path)
@@ -247,6 +252,7 @@ class Stage:
     name:str
     fn:Callable[[Path], dict]
 
+# %% ../nbs/31_engine.ipynb #c010c599
 def run_stages(stages:list, out_dir, only:str|None=None)->dict:
     "Run `stages` in order under `out_dir/<name>`, skipping finished ones; `only` runs a single stage."
     results = {}

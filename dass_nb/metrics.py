@@ -47,6 +47,7 @@ def iou_per_class(cm:torch.Tensor)->torch.Tensor: # `[K]` float64 IoU, NaN where
     denom = cm.sum(0) + cm.sum(1) - tp
     return torch.where(denom > 0, tp / denom.clamp(min=1), torch.full_like(tp, math.nan))
 
+# %% ../nbs/02_metrics.ipynb #bf431909
 def mean_iou(cm:torch.Tensor, classes=None)->float:
     "Mean IoU (a fraction) over `classes` (all when `None`), leaving out NaN classes."
     iou = iou_per_class(cm)
@@ -54,6 +55,7 @@ def mean_iou(cm:torch.Tensor, classes=None)->float:
     iou = iou[~iou.isnan()]
     return iou.mean().item() if len(iou) else math.nan
 
+# %% ../nbs/02_metrics.ipynb #a2fb6dd8
 def pixel_accuracy(cm:torch.Tensor)->float:
     "Fraction of labelled pixels predicted correctly."
     return (cm.diag().sum() / cm.sum().clamp(min=1)).item()
@@ -90,6 +92,7 @@ def _iou_vector(x)->torch.Tensor:
     x = torch.as_tensor(x)
     return iou_per_class(x) if x.ndim == 2 else x.double()
 
+# %% ../nbs/02_metrics.ipynb #694dda4c
 def iou_table(results:dict, # row name -> confusion matrix `[K, K]` or per-class IoU `[K]` (fractions)
               class_names:list, # K class names, the columns
               decimals:int=1)->pd.DataFrame:

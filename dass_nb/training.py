@@ -294,6 +294,7 @@ def _flag(hint)->dict:
     if base is dict: return dict(type=json.loads, metavar='JSON')
     return dict(type=base if len(kinds) == len(_alternatives(hint)) else str, metavar=base.__name__.upper())
 
+# %% ../nbs/50_training.ipynb #802b4569
 def config_parser()->argparse.ArgumentParser:
     "`dass_train`'s flags: `--recipe`, `--print_config` and one per `TrainConfig` field."
     p = argparse.ArgumentParser(prog='dass_train', description=TrainConfig.__doc__, argument_default=argparse.SUPPRESS)
@@ -315,6 +316,7 @@ def _cli_value(name:str, v):
     num = next((k for k in kinds if k in (int, float)), None)
     return num(v) if isinstance(v, str) and num else v
 
+# %% ../nbs/50_training.ipynb #9bb9de31
 def train_cli(argv=None)->None:
     "Entry point of `dass_train`: flags (over a recipe) -> `TrainConfig`; train and print the target mIoU, or print the config."
     args = vars(config_parser().parse_args(argv))

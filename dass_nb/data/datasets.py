@@ -87,6 +87,7 @@ def _missing(dataset:str, root, what:str):
         f"there, or pass its folder as `root` (or set DASS_DATA to the folder holding all datasets).{hint} "
         f"The built-in synthetic benchmark is written by `make data` (python -m data_prep.make_benchmark).")
 
+# %% ../../nbs/12_data.datasets.ipynb #6322dde9
 def _need_dir(dataset, root, *parts)->Path:
     p = Path(root, *parts)
     if not p.is_dir(): raise _missing(dataset, root, f"folder {Path(*parts) if parts else '.'}")
@@ -105,6 +106,7 @@ def _split_stems(dataset, root, split, all_stems:list[str])->list[str]:
 def _png_size(path)->tuple[int, int]:
     with Image.open(path) as im: return im.size
 
+# %% ../../nbs/12_data.datasets.ipynb #1cb932f4
 def _drop_mismatched(pairs:list[tuple])->list[tuple]:
     bad = [p for p in pairs if _png_size(p[0]) != _png_size(p[1])]
     if bad:
@@ -112,6 +114,7 @@ def _drop_mismatched(pairs:list[tuple])->list[tuple]:
         warnings.warn(f"skipping {len(bad)} image/label pair(s) whose sizes differ: {shown}{' ...' if len(bad) > 20 else ''}")
     return [p for p in pairs if p not in bad]
 
+# %% ../../nbs/12_data.datasets.ipynb #03823df5
 @DATASETS.register('gta5')
 def gta5(root, split:str='all', num_classes:int=19, transform=None, domain:int=0)->SegDataset:
     "GTA5: `images/*.png` with palette `labels/*.png` of Cityscapes label IDs."
@@ -165,12 +168,14 @@ def _city_files(dataset, root, split, img_suffix, lab_suffix):
     if not files: raise _missing(dataset, root, f"images *{img_suffix} in leftImg8bit/{split}")
     return files
 
+# %% ../../nbs/12_data.datasets.ipynb #b5a69238
 @DATASETS.register('cityscapes')
 def cityscapes(root, split:str='train', num_classes:int=19, transform=None, domain:int=0)->SegDataset:
     "Cityscapes: `leftImg8bit/{split}/{city}/*_leftImg8bit.png`, `gtFine/.../*_gtFine_labelIds.png`."
     files = _city_files('cityscapes', root, split, '_leftImg8bit.png', '_gtFine_labelIds.png')
     return SegDataset(files, train_id_table('cityscapes', num_classes), class_names(num_classes), transform, domain)
 
+# %% ../../nbs/12_data.datasets.ipynb #c5bcb55b
 @DATASETS.register('idd')
 def idd(root, split:str='train', num_classes:int=19, transform=None, domain:int=0)->SegDataset:
     "IDD: `leftImg8bit/{split}/{seq}/*_leftImg8bit.png`, `gtFine/.../*_gtFine_labelcsTrainIds.png` (train IDs)."
@@ -198,6 +203,7 @@ def _image_label_dirs(dataset, root, img_dir, lab_dir, lab_name):
     if not files: raise _missing(dataset, root, f"images in {Path(*img_dir)}")
     return files
 
+# %% ../../nbs/12_data.datasets.ipynb #ef89c27d
 @DATASETS.register('bdd100k')
 def bdd100k(root, split:str='train', num_classes:int=19, transform=None, domain:int=0)->SegDataset:
     "BDD100K: `images/{split}/*.jpg` and `labels/{split}/*_train_id.png` (train IDs)."
@@ -206,6 +212,7 @@ def bdd100k(root, split:str='train', num_classes:int=19, transform=None, domain:
 
 _MAPILLARY_SPLITS = {'train': 'training', 'val': 'validation', 'test': 'testing'}
 
+# %% ../../nbs/12_data.datasets.ipynb #2c33f2f7
 @DATASETS.register('mapillary')
 def mapillary(root, split:str='val', num_classes:int=19, transform=None, domain:int=0)->SegDataset:
     "Mapillary Vistas v1.2: `{training,validation}/images/*.jpg`, `.../labels/*.png`, `config.json`."
@@ -221,6 +228,7 @@ def read_classes(root)->tuple[str, ...]:
     if not f.exists(): raise _missing('folder', root, 'classes.txt')
     return tuple(l.strip() for l in f.read_text().splitlines() if l.strip())
 
+# %% ../../nbs/12_data.datasets.ipynb #ccf5daf5
 @DATASETS.register('folder')
 def folder(root, split:str='train', num_classes:int|None=None, transform=None, domain:int=0)->SegDataset:
     "Your own data: `{split}/images/*`, `{split}/labels/*.png` (train IDs) and `classes.txt`."
@@ -237,11 +245,13 @@ def resolve_data_root(data_root=None)->tuple[Path, bool]:
     if data_root is None and os.environ.get('DASS_DATA'): return Path(os.environ['DASS_DATA']).resolve(), False
     return project_root()/'data'/'synthetic', True
 
+# %% ../../nbs/12_data.datasets.ipynb #d0e69f72
 def dataset_root(spec:str, data_dir=None)->Path:
     "The folder of dataset `spec`: its own path for `'name:/path'`, else `name` in the data folder (`resolve_data_root`)."
     name, _, path = spec.partition(':')
     return Path(path) if path else resolve_data_root(data_dir)[0]/name
 
+# %% ../../nbs/12_data.datasets.ipynb #9638da92
 def train_split(spec:str)->str:
     "The split dataset `spec` trains on: its reader's `train_split` ('all' for sources without an official split), else 'train'."
     return getattr(DATASETS.get(spec.partition(':')[0]), 'train_split', 'train')

@@ -53,10 +53,12 @@ def _protocol(num_classes):
         raise KeyError(f"no {num_classes}-class protocol; known: {sorted(_PROTOCOLS)}")
     return _PROTOCOLS[num_classes]
 
+# %% ../../nbs/10_data.labels.ipynb #1bceca9a
 def class_names(num_classes:int=19)->tuple[str, ...]: # 19, 16, 13 or 7
     "The class names of the `num_classes` protocol, in train-ID order."
     return _protocol(num_classes)[0]
 
+# %% ../../nbs/10_data.labels.ipynb #8c537eda
 def class_colors(num_classes:int=19)->tuple[tuple[int, int, int], ...]: # 19, 16, 13 or 7
     "The RGB colour of each class of the `num_classes` protocol, in train-ID order."
     return _protocol(num_classes)[1]
@@ -169,6 +171,7 @@ _TABLES = {'cityscapes': _CS_TABLES, 'gta5': _CS_TABLES, 'synscapes': _CS_TABLES
 
 def _by_name(table, names): return {i: table[_norm_name(n)] for i, n in enumerate(names) if _norm_name(n) in table}
 
+# %% ../../nbs/10_data.labels.ipynb #add3beff
 def train_id_table(dataset:str, # 'cityscapes', 'gta5', 'synscapes', 'synthia', 'mapillary', 'bdd100k', 'idd' or 'folder'
                    num_classes:int=19, # the protocol: 19, 16 or 7 (any number for 'folder')
                    names:list[str]|None=None # Mapillary only: class names in index order (default: v1.2)
@@ -190,6 +193,7 @@ def label_lut(table:dict[int, int])->np.ndarray:
     if table: lut[np.fromiter(table.keys(), int)] = np.fromiter(table.values(), int)
     return lut
 
+# %% ../../nbs/10_data.labels.ipynb #27b153fb
 def map_labels(raw:np.ndarray|torch.Tensor, # raw IDs, any shape, integers in [0, 65535]
                table:dict[int, int]|np.ndarray # a `train_id_table` or a `label_lut`
               )->np.ndarray|torch.Tensor:

@@ -26,6 +26,7 @@ _LISTED = {'gta5': ('images', '.png'), 'synthia': ('RGB', '.png'), 'synscapes': 
 def _write_list(path, stems):
     with atomic_write(path, 'w') as f: f.write(''.join(f'{s}\n' for s in stems))
 
+# %% ../../nbs/16_data.prep.ipynb #116d7684
 def _listed_stems(dataset, root):
     sub, ext = _LISTED[dataset]
     d = Path(root)/sub
@@ -34,6 +35,7 @@ def _listed_stems(dataset, root):
     stems = sorted((p.stem for p in d.glob(f'*{ext}')), key=lambda s: (len(s), s))
     return gta5_good_stems(root, stems) if dataset == 'gta5' else stems
 
+# %% ../../nbs/16_data.prep.ipynb #66777954
 def write_split_lists(dataset:str, root, val:int=0, seed:int=0)->dict[str, int]:
     "Write split lists of `dataset` at `root`; returns the number of entries per list."
     root = Path(root)
@@ -71,6 +73,7 @@ def _count(args):
     path, lut, k, ch = args
     return np.bincount(lut[read_label(path, ch).astype(np.int64)].ravel(), minlength=256)[:k]
 
+# %% ../../nbs/16_data.prep.ipynb #6fb53ea8
 def compute_label_stats(dataset:str, root, split:str='all', num_classes:int|None=None, workers:int=0)->dict:
     "Per-image class pixel counts of `dataset` `split` at `root`."
     ds = get_dataset(dataset, split, root=root, num_classes=num_classes)
@@ -81,6 +84,7 @@ def compute_label_stats(dataset:str, root, split:str='all', num_classes:int|None
     counts = np.stack(rows).astype(np.int64) if rows else np.zeros((0, ds.num_classes), np.int64)
     return {'names': ds.names, 'counts': counts, 'dataset': dataset, 'split': split, 'num_classes': ds.num_classes}
 
+# %% ../../nbs/16_data.prep.ipynb #b5e3b247
 def save_label_stats(stats:dict, path):
     "Save label statistics as `.npz` (or `.json` if `path` ends so)."
     path = Path(path)
@@ -89,6 +93,7 @@ def save_label_stats(stats:dict, path):
         np.savez_compressed(f, names=np.array(stats['names']), counts=stats['counts'],
                             meta=np.array(json.dumps({k: stats[k] for k in ('dataset', 'split', 'num_classes')})))
 
+# %% ../../nbs/16_data.prep.ipynb #ce00a372
 def load_label_stats(path)->dict:
     "Label statistics saved by `save_label_stats`."
     path = Path(path)
@@ -114,6 +119,7 @@ def _check_one(args):
     except OSError as e: out['problems'].append(str(e))
     return out
 
+# %% ../../nbs/16_data.prep.ipynb #df80ddb0
 def check_synthia(root, split:str='all', parse:bool=False, workers:int=0)->dict:
     "Report on SYNTHIA labels and depth at `root`; with `parse` also write `parsed_LABELS/`."
     ds = synthia(root, split)
@@ -138,6 +144,7 @@ def split_lists(dataset:str, # gta5, synthia, synscapes, cityscapes, bdd100k, ma
     "Write split lists (one file stem per line) beside a dataset."
     print(json.dumps(write_split_lists(dataset, root, val, seed)))
 
+# %% ../../nbs/16_data.prep.ipynb #6ba7c420
 @call_parse
 def gta5_filter(root:str): # the GTA5 folder (images/, labels/)
     "Write GTA5's all.txt without image/label pairs of different sizes, and size_mismatches.txt."
@@ -145,6 +152,7 @@ def gta5_filter(root:str): # the GTA5 folder (images/, labels/)
     bad = (Path(root)/'size_mismatches.txt').read_text().splitlines()
     print(f"{len(good)} good pairs in all.txt; {len(bad)} mismatched pairs in size_mismatches.txt")
 
+# %% ../../nbs/16_data.prep.ipynb #93d3e6e3
 @call_parse
 def label_stats(dataset:str, # dataset name (see split_lists)
                 root:str, # the dataset's folder
@@ -158,6 +166,7 @@ def label_stats(dataset:str, # dataset name (see split_lists)
     save_label_stats(st, out)
     print(f"{len(st['names'])} images -> {out}")
 
+# %% ../../nbs/16_data.prep.ipynb #dcd5dce2
 @call_parse
 def synthia_check(root:str, # the SYNTHIA RAND-CITYSCAPES folder
                   split:str='all', # split to check

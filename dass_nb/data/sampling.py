@@ -87,6 +87,7 @@ def sample_seed(seed:int, stream:int, epoch:int, pos:int)->int:
     a, b = np.random.SeedSequence([seed, stream, epoch, pos]).generate_state(2)
     return (int(a) << 31) ^ int(b)
 
+# %% ../../nbs/13_data.sampling.ipynb #2e60bfbf
 class _Stream:
     def __init__(self, sampler, batch_size, sid=0, offset=0):
         self.sampler, self.batch_size, self.sid, self.offset, self._cache = sampler, batch_size, sid, offset, (None, None)
@@ -111,6 +112,7 @@ class _KeyBatches:
         it = self.start
         while True: yield self.loader.batch_keys(it); it += 1
 
+# %% ../../nbs/13_data.sampling.ipynb #d17c6783
 class InfiniteLoader:
     "Endless collated batches of `dataset`, deterministic for `seed`, sharded over ranks, resumable by iteration."
     def __init__(self, dataset:Dataset, # map-style dataset accepting `(index, seed)` keys, e.g. `SegDataset`
@@ -168,6 +170,7 @@ class DomainConcat(Dataset):
         local = i - int(self.offsets[d])
         return dict(self.datasets[d][local if seed is None else (local, seed)], domain=d)
 
+# %% ../../nbs/13_data.sampling.ipynb #d3952a5b
 class MultiSourceLoader(InfiniteLoader):
     "Endless domain-contiguous batches with `batch_size` samples from each of `datasets`."
     def __init__(self, datasets:list, batch_size:int, # samples per domain per batch on this rank

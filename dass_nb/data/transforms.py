@@ -38,6 +38,7 @@ class Compose:
         return s
     def __repr__(self): return 'Compose(\n  ' + ',\n  '.join(map(repr, self.transforms)) + ')'
 
+# %% ../../nbs/11_data.transforms.ipynb #c68f1d12
 def _apply(s:dict, f_img, f_mask=None)->dict:
     "A copy of `s` with `f_img` applied to the image and `f_mask(x, fill)` to the label and depth."
     out = dict(s)
@@ -68,6 +69,7 @@ def _resize_fns(size, interpolation):
     f_mask = lambda x, fill: F.resize(x, list(size), interpolation=InterpolationMode.NEAREST_EXACT)
     return f_img, f_mask
 
+# %% ../../nbs/11_data.transforms.ipynb #ff2d9d9f
 class Resize:
     "Resize image (with `interpolation`), label and depth (nearest) to `size` = (h, w)."
     def __init__(self, size:tuple[int, int], # output (height, width)
@@ -132,6 +134,7 @@ class ColorJitter:
         return _apply(s, f)
     def __repr__(self): return f'ColorJitter({self.b}, {self.c}, {self.s}, {self.h}, p={self.p})'
 
+# %% ../../nbs/11_data.transforms.ipynb #5666a1ae
 class GaussianBlur:
     "Blur the image with probability `p`, sigma drawn from `sigma`."
     def __init__(self, p:float=0.5, sigma:tuple[float, float]=(0.1, 2.0)): self.p, self.sigma = p, sigma
@@ -152,6 +155,7 @@ def _stats(norm:str, like:torch.Tensor):
     t = lambda v: torch.tensor(v, dtype=torch.float32, device=like.device).view(3, 1, 1)
     return t(mean), t(std)
 
+# %% ../../nbs/11_data.transforms.ipynb #f9176c84
 def normalize(img:torch.Tensor, # uint8 RGB [...,3,H,W]
               norm:str='imagenet')->torch.Tensor: # 'imagenet', 'caffe' or 'none' (RGB on [0, 1])
     "Float network input from a uint8 RGB image."
@@ -160,6 +164,7 @@ def normalize(img:torch.Tensor, # uint8 RGB [...,3,H,W]
     if norm == 'caffe': return x.flip(-3) - mean
     return (x/255 - mean)/std
 
+# %% ../../nbs/11_data.transforms.ipynb #f43ba1a9
 def denormalize(x:torch.Tensor, # normalised image(s) [...,3,H,W]
                 norm:str='imagenet')->torch.Tensor:
     "The uint8 RGB image(s) that `normalize(., norm)` turned into `x`."
@@ -167,6 +172,7 @@ def denormalize(x:torch.Tensor, # normalised image(s) [...,3,H,W]
     img = (x + mean).flip(-3) if norm == 'caffe' else (x*std + mean)*255
     return img.round().clamp(0, 255).to(torch.uint8)
 
+# %% ../../nbs/11_data.transforms.ipynb #4406bcac
 class Normalize:
     "Last step of a recipe: `normalize` the image, make the label long."
     def __init__(self, norm:str='imagenet'): _stats(norm, torch.zeros(1)); self.norm = norm
@@ -193,6 +199,7 @@ def train_transform(crop:tuple[int, int]|None=(512, 1024), # random crop (h, w);
                     ColorJitter(*jitter) if jitter else None, GaussianBlur(blur) if blur else None,
                     Normalize(norm)])
 
+# %% ../../nbs/11_data.transforms.ipynb #f592c275
 def eval_transform(size:tuple[int, int]|None=None, # (h, w) network input size; None: keep
                    norm:str='imagenet', # 'imagenet', 'caffe' or 'none'
                    resize_label:bool=False, # also resize the label (default: score at full resolution)

@@ -42,6 +42,7 @@ def load_gmm(path, # a JSON file in the layout of the original parameter file; '
     if len(names) != 1: raise KeyError(f"GMM setting {key!r} in {path} is {'ambiguous' if names else 'unknown'}; settings: {list(d)}")
     return ClassGMMs.from_json(d[names[0]], dtype)
 
+# %% ../../nbs/47_methods.depth_distribution.ipynb #42765784
 def save_gmm(gmms:dict, # setting name -> `ClassGMMs`
              path)->Path:
     "Write `gmms` to `path` in the original parameter file's layout."
@@ -56,6 +57,7 @@ def to_grid(x:torch.Tensor, size)->torch.Tensor:
     y = F.interpolate(x.reshape(1, -1, *x.shape[-2:]).float(), size=tuple(size), mode='nearest-exact')
     return y.reshape(*lead, *size).to(x.dtype)
 
+# %% ../../nbs/47_methods.depth_distribution.ipynb #96d77212
 def grid_samples(dataset, num_classes:int, grid:tuple, # (h, w) output grid
                  max_images:int|None=None)->list:
     "Per class, the `[n, 3]` (x, y, inverse depth) samples of `dataset`'s labelled pixels on `grid`."
@@ -82,6 +84,7 @@ def fit_class_gmm(x:np.ndarray, n_components:int=5, seed:int=0)->tuple:
     w[:m], mu[:m], var[:m] = g.weights_, g.means_, g.covariances_
     return w, mu, var
 
+# %% ../../nbs/47_methods.depth_distribution.ipynb #bdc267fb
 def fit_gmm(samples:list, # per class `[n, 3]` samples (see `grid_samples`)
             n_components:int=5, max_samples:int=200_000, # subsample larger classes (speed)
             seed:int=0)->ClassGMMs:
@@ -226,6 +229,7 @@ def logits_grid(model, crop:tuple)->tuple:
     "(h, w) of `model`'s logits on a `crop` (h, w) input."
     return tuple(model.eval()(torch.zeros(1, 3, *crop)).logits.shape[-2:])
 
+# %% ../../nbs/47_methods.depth_distribution.ipynb #639022bc
 def gmm_stage(grid:tuple, dataset, out_dir:Path, name:str, seed:int=0)->dict:
     "Fit the class-wise mixtures on the source `dataset` (with depth) at `grid`; writes `out_dir/gmm.json`, setting `<name>_<K>cls_<w>x<h>`."
     K, path = len(dataset.classes), Path(out_dir)/'gmm.json'
@@ -244,6 +248,7 @@ def spatial_prior(num_classes:int, target:str, thresholds:list|None=None): # [K]
         return spatial_prior_refine(lab, thr)
     return refine
 
+# %% ../../nbs/47_methods.depth_distribution.ipynb #67a6ea09
 @torch.no_grad()
 def depth_eval_stage(model, dataset, num_workers:int=0)->dict:
     "Depth metrics (inverse depth) of `model`'s depth head on `dataset` (with depth), pixel-weighted over the split."

@@ -18,6 +18,7 @@ class MinEntOptions(MethodOptions):
     "MinEnt's options."
     lambda_ent:float=0.001 # weight of the target entropy
 
+# %% ../../nbs/43_methods.minent.ipynb #7be6e285
 @METHODS.register('minent')
 class MinEnt(DAMethod):
     "Entropy minimisation on target predictions."

@@ -35,6 +35,7 @@ def _palette(colors)->list:
     pal = np.zeros((256, 3), np.uint8); pal[:len(colors)] = colors
     return pal.reshape(-1).tolist()
 
+# %% ../../nbs/44_methods.self_training.ipynb #97ac7cdb
 def label_thresholds(model, dataset, num_classes:int, cap:float=0.9, amp=None, num_workers:int=0,
                      progress:bool=True)->torch.Tensor:
     "Class-wise thresholds of `model`'s predictions over `dataset` (all ranks' shares)."
@@ -81,6 +82,7 @@ class SelfTrainingOptions(MethodOptions):
     init:str|None=None # checkpoint of the network whose pseudo labels are trained on (required)
     cap:float=0.9 # upper bound of the class-wise thresholds
 
+# %% ../../nbs/44_methods.self_training.ipynb #1789ec63
 @METHODS.register('self_training')
 class SelfTraining(DAMethod):
     "Cross-entropy on pseudo-labelled target images (thresholds and labels from a checkpoint)."

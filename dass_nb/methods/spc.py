@@ -117,6 +117,7 @@ def attach_spc(model:nn.Module, num_classes:int,
         m.classifier = SemanticClustering(num_classes, num_domains, embed_dim, layer_norm)
     return model
 
+# %% ../../nbs/46_methods.spc.ipynb #4ddd4941
 def style_projections(model:nn.Module)->dict:
     "Stage name -> `StyleProjection` of `model`."
     return {k: v for k, v in unwrap(model).stage_hooks.items() if isinstance(v, StyleProjection)}
@@ -141,6 +142,7 @@ class HalfInstanceNorm(nn.Module):
 
     def forward(self, x): return torch.cat([self.norm(x[:, :self.n]), x[:, self.n:]], 1)
 
+# %% ../../nbs/46_methods.spc.ipynb #e0a666fd
 def attach_ibn(model, ibn_stages:tuple=('layer1', 'layer2', 'layer3'), # stages followed by `HalfInstanceNorm`
                in_ratio:float=0.5): # fraction of channels instance-normalised
     "Add a `HalfInstanceNorm` after each of `ibn_stages` of `model` (once); returns `model`."
@@ -158,6 +160,7 @@ class IBNOptions(MethodOptions):
     ibn_stages:tuple=('layer1', 'layer2', 'layer3') # stages followed by `HalfInstanceNorm`
     in_ratio:float=0.5 # fraction of channels instance-normalised
 
+# %% ../../nbs/46_methods.spc.ipynb #2379a9d4
 @METHODS.register('ibn')
 class IBN(DGMethod):
     "DG baseline with IBN-Net's instance normalisation on half the channels after the shallow stages."

@@ -81,6 +81,7 @@ def prototype_stage(model, datasets, out_dir:Path, amp=None, num_workers:int=0)-
     if missing: get_logger().warning(f"no correctly predicted source pixel for {missing}: their prototypes start at zero")
     return {'images_per_class': dict(zip(names, n.tolist())), 'classes_without_prototype': missing}
 
+# %% ../../nbs/45_methods.spcl.ipynb #c686be4a
 def load_prototypes(stage_dir)->torch.Tensor:
     "The `[K, C]` prototypes written by the `prototypes` stage in `stage_dir`."
     p = Path(stage_dir)/'prototypes.pt'

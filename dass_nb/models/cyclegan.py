@@ -14,6 +14,7 @@ __all__ = ['ResnetBlock', 'ResnetGenerator', 'gan_init_', 'PatchDiscriminator']
 # %% ../../nbs/24_models.cyclegan.ipynb #cd04b1ce
 def _conv_in_relu(conv:nn.Module, ch:int)->list: return [conv, nn.InstanceNorm2d(ch), nn.ReLU(inplace=True)]
 
+# %% ../../nbs/24_models.cyclegan.ipynb #978cab79
 class ResnetBlock(nn.Module):
     "Two reflection-padded 3x3 convolutions with instance norm, added to the input."
     def __init__(self, ch:int):
@@ -22,6 +23,7 @@ class ResnetBlock(nn.Module):
                                   nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch))
     def forward(self, x): return x + self.body(x)
 
+# %% ../../nbs/24_models.cyclegan.ipynb #671598cd
 class ResnetGenerator(nn.Sequential):
     "CycleGAN generator: c7s1-`ngf`, `n_down` stride-2 convs, `n_blocks` ResNet blocks, as many up-convs, c7s1-3, tanh."
     def __init__(self, ngf:int=64, # channels of the first layer; doubled by each down-sampling

@@ -27,6 +27,7 @@ class DepthHead(nn.Module):
         x = xs + (x - xs).detach()   # same values; the features get 1/scale of the gradient
         return self.scale * self.body(x).mean(1, keepdim=True)
 
+# %% ../../nbs/23_models.heads.ipynb #1710671b
 class DensityHead(DepthHead):
     "Depth-Distribution's density head: the layers of `DepthHead`, predicting class-wise depth density."
 
@@ -41,6 +42,7 @@ def attach_heads(model, density:bool=True, # also the density head (not in ablat
     if density and 'density' not in m.heads: m.add_head('density', DensityHead(m.feat_channels, scale=scale))
     return model
 
+# %% ../../nbs/23_models.heads.ipynb #182d3b23
 def strip_heads(model):
     "`model` without the heads attached on its features."
     unwrap(model).heads.clear()

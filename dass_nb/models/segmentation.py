@@ -55,6 +55,7 @@ def conv_bn_relu(in_ch:int, out_ch:int, k:int=1, # kernel size
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, k, padding=dilation*(k-1)//2, dilation=dilation, bias=False),
                          nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
 
+# %% ../../nbs/21_models.segmentation.ipynb #aa1da777
 class ASPPv3(nn.Module):
     "DeepLab-v3 ASPP: a 1x1 branch, 3x3 branches at `rates` and image pooling, each conv-BN-ReLU to `ch`, concatenated."
     def __init__(self, in_ch:int, ch:int=256,
@@ -163,12 +164,14 @@ def deeplabv2(backbone:Backbone, num_classes:int,
     aux = ASPPv2(fi['layer3']['channels'], num_classes, aspp_rates) if multi_level else None
     return SegModel(backbone, ASPPv2(fi[-1]['channels'], num_classes, aspp_rates), aux_classifier=aux)
 
+# %% ../../nbs/21_models.segmentation.ipynb #f0d34f61
 def deeplabv3p(backbone:Backbone, num_classes:int,
                aspp_rates:tuple=(6, 12, 18))->SegModel: # for output stride 16
     "DeepLab-v3+: `DeepLabV3pDecoder` (256-d feats at stride 4) and a 1x1 classifier."
     dec = DeepLabV3pDecoder(backbone.feature_info, rates=aspp_rates)
     return SegModel(backbone, nn.Conv2d(dec.out_channels, num_classes, 1), decoder=dec)
 
+# %% ../../nbs/21_models.segmentation.ipynb #1eac582a
 def _finish(model:SegModel, weights, freeze_bn:bool)->SegModel:
     model.load_weights(weights)                      # before freezing, so frozen BN copies the loaded statistics
     return model.freeze_bn() if freeze_bn else model
@@ -181,25 +184,30 @@ def deeplabv2_r101(num_classes:int=19, weights='imagenet', freeze_bn:bool=False,
     "DeepLab-v2 on torchvision ResNet-101 at output stride 8 (SPCL, ADVENT, AdaptSegNet, Depth-Distribution)."
     return _finish(deeplabv2(resnet_backbone(101, 8), num_classes, aspp_rates, multi_level), weights, freeze_bn)
 
+# %% ../../nbs/21_models.segmentation.ipynb #0f3560aa
 @MODELS.register('deeplabv2_r50')
 def deeplabv2_r50(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
     "DeepLab-v2 on torchvision ResNet-50 at output stride 8."
     return _finish(deeplabv2(resnet_backbone(50, 8), num_classes, aspp_rates, multi_level), weights, freeze_bn)
 
+# %% ../../nbs/21_models.segmentation.ipynb #87c1ac0e
 @MODELS.register('deeplabv2_vgg16')
 def deeplabv2_vgg16(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
     "DeepLab-v2 on VGG-16 with dilated conv5 and fc6/fc7 convolutions, output stride 8 (SPCL's VGG model)."
     return _finish(deeplabv2(vgg16_backbone(), num_classes, aspp_rates, multi_level), weights, freeze_bn)
 
+# %% ../../nbs/21_models.segmentation.ipynb #2f68dd71
 @MODELS.register('deeplabv3p_r50')
 def deeplabv3p_r50(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V3_RATES):
     "DeepLab-v3+ on ResNet-50 at output stride 16, 256-d feats at stride 4 (SPC's model)."
     return _finish(deeplabv3p(resnet_backbone(50, 16), num_classes, aspp_rates), weights, freeze_bn)
 
+# %% ../../nbs/21_models.segmentation.ipynb #f6d546fc
 def v2_rates(output_stride:int=8)->tuple:
     "DeepLab-v2's rates (6, 12, 18, 24), set for output stride 8, scaled to keep their field of view at `output_stride`."
     return tuple(r*8//output_stride for r in V2_RATES)
 
+# %% ../../nbs/21_models.segmentation.ipynb #779a4d80
 @MODELS.register('deeplab_r18')
 def deeplab_r18(num_classes:int=19, weights='imagenet', freeze_bn:bool=False,
                 aspp_rates:tuple|None=None, # None: `v2_rates(output_stride)`
@@ -208,6 +216,7 @@ def deeplab_r18(num_classes:int=19, weights='imagenet', freeze_bn:bool=False,
     rates = aspp_rates or v2_rates(output_stride)
     return _finish(deeplabv2(resnet_backbone(18, output_stride), num_classes, rates, multi_level), weights, freeze_bn)
 
+# %% ../../nbs/21_models.segmentation.ipynb #af727215
 @MODELS.register('deeplab_effl0')
 def deeplab_effl0(num_classes:int=19, weights='imagenet', freeze_bn:bool=False,
                   aspp_rates:tuple|None=None, # None: `v2_rates(output_stride)`

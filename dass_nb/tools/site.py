@@ -187,6 +187,7 @@ def cell_opts(src:str)->tuple[dict,str]:
 def _asis_md(cell)->str:
     return '\n\n'.join(''.join(o.get('data', {}).get('text/markdown', '')) for o in cell.get('outputs', []))
 
+# %% ../../nbs/96_tools.site.ipynb #33f6bb01
 def _apply_opts(cell):
     "`cell` with its Quarto options applied, or None when it should not appear."
     if cell.cell_type != 'code': return cell

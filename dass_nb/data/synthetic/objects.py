@@ -172,12 +172,14 @@ def _gantry(cv, rng, s:_Street, z:float, side:int):
 def _shadow(cv, st, x0, x1, z0, z1):
     cv.poly([(x0 - 0.1, 0., z0 - 0.1), (x1 + 0.1, 0., z0 - 0.1), (x1 + 0.1, 0., z1), (x0 - 0.1, 0., z1)], _ROAD, _dark(st.road_rgb, 0.35))
 
+# %% ../../../nbs/14c_data.synthetic.objects.ipynb #15801e8c
 def _wheels(cv, xs, zs, r:float, cls:int):
     "Dark wheels on the side plane x=xs at positions `zs`."
     if xs is None: return
     xs = xs + (0.02 if cv.cam.x > xs else -0.02)
     for zw in zs: cv.poly(_lift(_disc(0., r, r, 10), xs, zw, 0., 1.), cls, (22, 22, 22))
 
+# %% ../../../nbs/14c_data.synthetic.objects.ipynb #0dd2a812
 def _lights(cv, x, z, w, y, back:bool, cls:int, emit:float):
     "Two lamps on the near end of a vehicle `w` wide: red at the back, white at the front."
     rgb = (200, 20, 20) if back else (245, 245, 225)
@@ -337,6 +339,7 @@ def _add_block(objs, rng, st, s, side, z0, z1, corner):
     zs = np.linspace(z0, z1, int(np.ceil((z1 - z0)/12.)) + 1)
     for a, b in zip(zs[:-1], zs[1:]): objs.append((b, _block, (rng, st, s, side, a, b, h, rgb, depth)))
 
+# %% ../../../nbs/14c_data.synthetic.objects.ipynb #f2600f47
 def _add_gap(objs, rng, st, s, side, z0, z1):
     "A park or lot: a few trees beyond the sidewalk, often behind a fence or hedge."
     for _ in range(int(rng.integers(0, 4))):
@@ -365,6 +368,7 @@ def _add_trees(objs, rng, st, s:_Street):
         xr = s.half + (sw*rng.uniform(0.55, 0.85) if sw > 2 else sw + vg/2 if vg > 1 else sw + 0.6)
         objs.append((z, _tree, (rng, st, s.X(side*xr, z), z, rng.random() < st.palm)))
 
+# %% ../../../nbs/14c_data.synthetic.objects.ipynb #c5cb9d86
 def _add_runs(objs, rng, st, s:_Street):
     "At most one wall, one fence and one hedge, each 10-50 m long on a random side."
     for cls, p in ((_WALL, st.wall_p), (_FENCE, st.fence_p), (_VEGETATION, 0.3)):
@@ -377,6 +381,7 @@ def _add_pole(objs, rng, st, s, side, z, kind, emit):
     xr = side*(s.half + (0.4 if s.sw[side > 0] > 0 else 0.9))
     objs.append((z, _pole, (rng, st, s.X(xr, z), z, side, kind, emit)))
 
+# %% ../../../nbs/14c_data.synthetic.objects.ipynb #8b9f9241
 def _place_lights(objs, rng, st, s, emit):
     "Traffic lights: at the cross street (both kerbs, sometimes an overhead arm), else a pedestrian crossing."
     if s.crossing and rng.random() < min(1., 1.6*st.lights_p):
@@ -435,6 +440,7 @@ def _add_tram(objs, rng, st, s, emit):
         z = rng.uniform(15., 70.)
         objs.append((z, _tram, (rng, st, s.X(_coin(rng)*min(s.lane_w/2, s.half/2), z), z, False, emit)))
 
+# %% ../../../nbs/14c_data.synthetic.objects.ipynb #8b58430d
 def _place_traffic(objs, rng, st, s:_Street, light, cam_lane:int):
     "Moving cars, trucks and buses in the lanes, parked cars along the kerbs and sometimes a tram."
     emit = _night(light)
@@ -448,6 +454,7 @@ def _walk_spot(rng, s:_Street, side:int)->float:
     sw = s.sw[side > 0]
     return side*(s.half + (rng.uniform(0.4, sw - 0.2) if sw > 0.8 else rng.uniform(0.2, 2.5)))
 
+# %% ../../../nbs/14c_data.synthetic.objects.ipynb #2f14ab92
 def _pedestrian_spots(rng, st, s:_Street)->list:
     "The (xr, z) of every pedestrian: a Poisson number on the sidewalks or crossing, and sometimes a crowd."
     spots = []
@@ -468,6 +475,7 @@ def _add_riders(objs, rng, st, s:_Street):
         else: xr, z, phi = _coin(rng)*(s.half - rng.uniform(0.4, 1.4)), 5. + 70.*rng.random(), _coin(rng)*rng.uniform(0.3, 0.8)
         objs.append((z, _two_wheeler, (rng, st, s.X(xr, z), z, moto, True, phi)))
 
+# %% ../../../nbs/14c_data.synthetic.objects.ipynb #68f47707
 def _add_parked_2w(objs, rng, st, s:_Street):
     "Bicycles and motorcycles parked at the sidewalk's edge, about side-on to the street."
     for _ in range(rng.poisson(st.n_parked_2w)):

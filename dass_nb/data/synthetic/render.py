@@ -156,6 +156,7 @@ def _atmosphere(col, depth, sky, light:_Light):
     if not light.fog: T = np.where(sky[..., None], 1., T)
     col *= T; col += (1 - T)*light.fog_rgb.astype(np.float32)
 
+# %% ../../../nbs/14d_data.synthetic.render.ipynb #332f8628
 def _glow(col, emit_px, light:_Light):
     "At dusk and night lamps bloom: blur the emissive pixels and add them back."
     if light.kind == 'day' or not emit_px.any(): return
@@ -169,6 +170,7 @@ def _vignette(H:int, W:int)->np.ndarray:
     "Squared distance from the image centre, 0 in the middle and 1 in the corners, [H,W,1]."
     return ((((np.arange(H)[:, None] - H/2)/(H/2))**2 + ((np.arange(W)[None] - W/2)/(W/2))**2)/2)[..., None].astype(np.float32)
 
+# %% ../../../nbs/14d_data.synthetic.render.ipynb #0f365c32
 def _grade(col, rng, st:DomainStyle, light:_Light)->np.ndarray:
     "Saturation, a random colour cast, exposure and vignetting, on the 0-255 scale and clipped to it."
     g = (col[..., 0] + col[..., 1] + col[..., 2])[..., None]*((1 - st.saturation)/3)
