@@ -27,7 +27,7 @@ from ..data import get_dataset, train_split
 # %% auto #0
 __all__ = ['ORIGINAL_GMM', 'ORIGINAL_SIZE', 'SPATIAL_THRESHOLDS', 'CLASS_WEIGHTS', 'load_gmm', 'save_gmm', 'to_grid',
            'grid_samples', 'fit_class_gmm', 'fit_gmm', 'fit_gmm_cli', 'spatial_thresholds', 'DepthDistOptions',
-           'DepthDist', 'logits_grid', 'gmm_stage', 'spatial_prior', 'depth_eval_stage', 'export_stage']
+           'DepthDist', 'spatial_prior']
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #488042d5
 ORIGINAL_GMM = Path(dass_nb.__file__).parent/'assets'/'depth_distribution_gmm_params.json' # the original's parameters (see assets/README.md)
@@ -208,11 +208,11 @@ class DepthDist(DAMethod):
         "GMM fit (when needed), training, depth metrics, pseudo labels and self-training (with `self_train`), export."
         src, train_ck, stages = kit.data.sources[0], kit.checkpoint('train'), []
         if o.density and o.gmm is None:
-            grid = lambda: logits_grid(kit.create(weights=None), kit.data.crop)
-            stages.append(Stage('gmm', lambda d: gmm_stage(grid(), kit.data.dataset(src, train_split(src), depth=True), d, src.partition(':')[0], kit.seed)))
+            grid = lambda: _logits_grid(kit.create(weights=None), kit.data.crop)
+            stages.append(Stage('gmm', lambda d: _gmm_stage(grid(), kit.data.dataset(src, train_split(src), depth=True), d, src.partition(':')[0], kit.seed)))
             o = o.update(gmm=str(kit.out_dir/'gmm'/'gmm.json'))
         stages += [Stage('train', lambda d: kit.train(kit.method(cls, kit.model(), o), d)),
-                   Stage('depth_eval', lambda d: depth_eval_stage(kit.model(init=train_ck), kit.data.val(src), kit.num_workers))]
+                   Stage('depth_eval', lambda d: _depth_eval_stage(kit.model(init=train_ck), kit.data.val(src), kit.num_workers))]
         if o.self_train:
             refine = spatial_prior(kit.num_classes, kit.data.target_spec, o.spatial_thresholds) if o.spatial_prior else (lambda lab: lab)
             labels = lambda d: write_pseudo_labels(strip_heads(kit.model(init=train_ck)), kit.data.target(train=False), Path(d)/'labels',
@@ -221,16 +221,16 @@ class DepthDist(DAMethod):
                                      pseudo=kit.data.pseudo(kit.out_dir/'pseudo_labels'))
             stages += [Stage('pseudo_labels', labels), Stage('self_train', st)]
         last = kit.checkpoint('self_train' if o.self_train else 'train')
-        return stages + [Stage('export', lambda d: export_stage(last, d))]
+        return stages + [Stage('export', lambda d: _export_stage(last, d))]
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #1f1af3c3
 @torch.no_grad()
-def logits_grid(model, crop:tuple)->tuple:
+def _logits_grid(model, crop:tuple)->tuple:
     "(h, w) of `model`'s logits on a `crop` (h, w) input."
     return tuple(model.eval()(torch.zeros(1, 3, *crop)).logits.shape[-2:])
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #639022bc
-def gmm_stage(grid:tuple, dataset, out_dir:Path, name:str, seed:int=0)->dict:
+def _gmm_stage(grid:tuple, dataset, out_dir:Path, name:str, seed:int=0)->dict:
     "Fit the class-wise mixtures on the source `dataset` (with depth) at `grid`; writes `out_dir/gmm.json`, setting `<name>_<K>cls_<w>x<h>`."
     K, path = len(dataset.classes), Path(out_dir)/'gmm.json'
     key = f"{name}_{K}cls_{grid[1]}x{grid[0]}"
@@ -250,7 +250,7 @@ def spatial_prior(num_classes:int, target:str, thresholds:list|None=None): # [K]
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #67a6ea09
 @torch.no_grad()
-def depth_eval_stage(model, dataset, num_workers:int=0)->dict:
+def _depth_eval_stage(model, dataset, num_workers:int=0)->dict:
     "Depth metrics (inverse depth) of `model`'s depth head on `dataset` (with depth), pixel-weighted over the split."
     tot, n, dev = {}, 0, next(model.parameters()).device
     for b, out in predictions(model, dataset, None, num_workers):
@@ -261,7 +261,7 @@ def depth_eval_stage(model, dataset, num_workers:int=0)->dict:
     return {k: math.sqrt(v / n) if k.endswith('rms') else v / n for k, v in tot.items()} | {'pixels': n, 'split': 'val'}
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #0229f594
-def export_stage(last:Path, out_dir:Path)->dict:
+def _export_stage(last:Path, out_dir:Path)->dict:
     "Write the network of checkpoint `last` without its depth/density heads as `out_dir/last.pt`."
     ck = load_checkpoint(last, restore_rng=False)
     sd = {k: v for k, v in ck['method']['model'].items() if not k.startswith('heads.')}

@@ -15,7 +15,7 @@ from .translation import TranslationOptions, translation_stage, translated_sourc
 from ..models import MultiLevelFeatureDiscriminator
 
 # %% auto #0
-__all__ = ['feature_grid', 'level_features', 'MLFAOptions', 'MLFA', 'reuse_translation']
+__all__ = ['feature_grid', 'level_features', 'MLFAOptions', 'MLFA']
 
 # %% ../../nbs/49_methods.mlfa.ipynb #a1bac205
 def feature_grid(size, stride:int)->tuple: # input (h, w) -> (ceil(h/stride), ceil(w/stride))
@@ -78,11 +78,11 @@ class MLFA(DAMethod):
         "Translation (or its reuse), then alignment on the translated source."
         train = lambda d: kit.train(kit.method(cls, kit.model(), o), d, source=[translated_source(kit.out_dir/'translation')] if o.translate else None)
         if not o.translate: return [Stage('train', train)]
-        tr = (lambda d: reuse_translation(o.translation_from)) if o.translation_from else (lambda d: translation_stage(o.translation, kit, d))
+        tr = (lambda d: _reuse_translation(o.translation_from)) if o.translation_from else (lambda d: translation_stage(o.translation, kit, d))
         return [Stage('translation', tr), Stage('train', train)]
 
 # %% ../../nbs/49_methods.mlfa.ipynb #db680c57
-def reuse_translation(folder)->dict:
+def _reuse_translation(folder)->dict:
     "The result of a finished translation stage in `folder`, recorded as reused."
     spec = translated_source(folder)
     return {**json.loads((Path(folder)/'done.json').read_text()), 'spec': spec, 'reused_from': str(Path(folder).resolve())}

@@ -154,7 +154,9 @@ class SPCL(DAMethod):
             def contrastive(d):
                 m = kit.method(cls, kit.model(init=kit.checkpoint('warmup'), setup=frozen), o, prototypes=load_prototypes(kit.out_dir/'prototypes'))
                 return kit.train(m, d, n(o.contrastive_iters), pseudo=kit.data.pseudo(kit.out_dir/'pseudo_labels') if o.cl_target else None)
-            stages += [Stage('prototypes', protos), *[Stage('pseudo_labels', labels(kit.checkpoint('warmup')))] * o.cl_target, Stage('contrastive', contrastive)]
+            stages.append(Stage('prototypes', protos))
+            if o.cl_target: stages.append(Stage('pseudo_labels', labels(kit.checkpoint('warmup'))))
+            stages.append(Stage('contrastive', contrastive))
         if o.self_training:
             init = kit.checkpoint(stages[-1].name)     # the contrastive network, or the warm-up one without it
             ssl = lambda d: kit.train(kit.method(SelfTraining, kit.model(init=init), lr_mult=o.ssl_lr_mult), d, n(o.self_training_iters),
