@@ -20,9 +20,9 @@ from .losses import upsample
 from .data import eval_loader
 
 # %% auto #0
-__all__ = ['make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'init_distributed', 'ddp', 'unwrap', 'DABatch', 'probs', 'predict',
-           'predictions', 'evaluate', 'scores', 'save_checkpoint', 'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage',
-           'run_stages']
+__all__ = ['BN_REGIMES', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'init_distributed', 'ddp', 'unwrap', 'set_bn_regime',
+           'broadcast_buffers_', 'DABatch', 'probs', 'predict', 'predictions', 'evaluate', 'scores', 'save_checkpoint',
+           'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
 def make_optimizer(params, # an iterable of tensors or of param-group dicts (with an optional `lr_mult`)
@@ -102,19 +102,43 @@ def unwrap(module:nn.Module)->nn.Module:
     "The module inside a `DistributedDataParallel` wrapper (or `module` itself)."
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
+# %% ../nbs/31_engine.ipynb #f1becbea
+BN_REGIMES = ('train', 'frozen', 'affine_frozen', 'sync')
+
+def _bns(model:nn.Module)->list: return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+def set_bn_regime(model:nn.Module, regime:str='train')->nn.Module:
+    "`model` with its BatchNorm layers in `regime` (see `BN_REGIMES`); may return a new module ('sync')."
+    if regime not in BN_REGIMES: raise ValueError(f"bn={regime!r}: valid values are {list(BN_REGIMES)}")
+    if regime == 'frozen':
+        from dass_nb.models.backbones import freeze_bn_   # here: the models import the engine
+        return freeze_bn_(model)
+    if regime == 'affine_frozen':
+        for p in (p for bn in _bns(model) for p in (bn.weight, bn.bias) if p is not None): p.requires_grad_(False)
+    if regime == 'sync' and get_world_size() > 1: return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+# %% ../nbs/31_engine.ipynb #5c2f114d
+def broadcast_buffers_(model:nn.Module, src:int=0)->nn.Module:
+    "Give every process rank `src`'s buffers of `model` (BatchNorm statistics, prototypes, style bases)."
+    if get_world_size() > 1:
+        for b in unwrap(model).buffers(): dist.broadcast(b, src)   # in place, on the buffer's device (CUDA under NCCL)
+    return model
+
 # %% ../nbs/31_engine.ipynb #47593a4a
 @dataclasses.dataclass
 class DABatch:
     "One training step's data: source images/labels (+depth, domain) and target images (+pseudo labels)."
     x_s:torch.Tensor; y_s:torch.Tensor=None; depth_s:torch.Tensor=None; dom_s:torch.Tensor=None
     x_t:torch.Tensor=None; pl_t:torch.Tensor=None; depth_t:torch.Tensor=None
+    pos_s:torch.Tensor=None; pos_t:torch.Tensor=None # `[N, 2, H, W]` pixel positions in the whole image (see `AddPositions`)
 
     @classmethod
     def from_dicts(cls, src:dict, tgt:dict=None, pseudo:bool=False):
         "Build from a source and an optional target batch dict; target labels kept only when `pseudo`."
         tgt = tgt or {}
         return cls(x_s=src['image'], y_s=src.get('label'), depth_s=src.get('depth'), dom_s=src.get('domain'),
-                   x_t=tgt.get('image'), pl_t=tgt.get('label') if pseudo else None)
+                   x_t=tgt.get('image'), pl_t=tgt.get('label') if pseudo else None, pos_s=src.get('pos'), pos_t=tgt.get('pos'))
 
     def to(self, device):
         "Move every tensor to `device` (non-blocking from pinned memory)."
@@ -195,15 +219,15 @@ def _resume(method, last:Path, resume:bool, desc:str)->tuple:
     get_logger().info(f"resuming {desc} from {last} at iteration {ck['iter']}")
     return ck['iter'], ck.get('best', -1.0), ck.get('seconds', 0.0)
 
-def _step(method, src, tgt, pseudo:bool, it:int, iters:int, lr_power:float)->dict:
-    "One iteration: the learning rates of iteration `it`, the next batches, the method's step."
-    for opt in method.optimizers(): poly_lr_(opt, it, iters, lr_power)
+def _step(method, src, tgt, pseudo:bool, it:int, max_iter:int, lr_power:float)->dict:
+    "One iteration: the learning rates of iteration `it` (poly towards `max_iter`), the next batches, the method's step."
+    for opt in method.optimizers(): poly_lr_(opt, it, max_iter, lr_power)
     return method.train_step(DABatch.from_dicts(next(src), next(tgt) if tgt else None, pseudo=pseudo).to(method.device))
 
 # %% ../nbs/31_engine.ipynb #b41093ef
 def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float)->tuple:
     "Score the method's network, log it, and keep `best.pt` when it improves; `(summary, best)`."
-    summary = miou_summary(evaluator(method.model).mat)
+    summary = miou_summary(evaluator(broadcast_buffers_(method.model)).mat)
     improved, best = summary['mIoU'] > best, max(best, summary['mIoU'])
     log.log(iter=n, **{f'val_{k}': v for k, v in summary.items()}, best_mIoU=best)
     if improved: save_checkpoint(out_dir/'best.pt', method, n, best=best, seconds=time.time() - t0)
@@ -222,7 +246,9 @@ def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()
         ckpt_every:int=0, # write last.pt every this many iterations; 0: only with evaluations
         resume:bool=True, # continue from out_dir/last.pt if it exists
         pseudo:bool=False, # the target loader serves pseudo labels (`pl_t`)
-        lr_power:float=0.9, log_every:int=10, progress:bool=True, desc:str='train')->dict:
+        lr_power:float=0.9, # poly exponent (1: linear decay)
+        poly_max_iter:int|None=None, # the poly schedule's horizon; None: `iters` (the rate reaches 0 at the end)
+        log_every:int=10, progress:bool=True, desc:str='train')->dict:
     "Train `method` for `iters` iterations with evaluation, checkpoints and exact resume; returns a summary."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     last, log = out_dir/'last.pt', JSONLLogger(out_dir/'metrics.jsonl')
@@ -232,7 +258,7 @@ def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()
     t0, summary = time.time() - t_prev, {}
     bar = tqdm(range(start, iters), initial=start, total=iters, desc=desc, disable=not (progress and is_main_process()))
     for it in bar:
-        losses = _step(method, src, tgt, pseudo, it, iters, lr_power)
+        losses = _step(method, src, tgt, pseudo, it, poly_max_iter or iters, lr_power)
         _check_finite(losses, it, last)
         n = it + 1
         if n % log_every == 0 or n == iters:
@@ -248,9 +274,11 @@ def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()
 # %% ../nbs/31_engine.ipynb #6ea22427
 @dataclasses.dataclass
 class Stage:
-    "A named step of a pipeline: `fn(stage_dir) -> dict` (a result saved to done.json)."
+    "A named step of a pipeline: `fn(stage_dir) -> dict` (a result saved to done.json); a training stage says its iterations."
     name:str
     fn:Callable[[Path], dict]
+    iters:int|None=None # iterations of a training stage (None: not a training stage)
+    protocol:dict|None=None # how a stage that trains another network (a CycleGAN) trains, for the printed protocol
 
 # %% ../nbs/31_engine.ipynb #c010c599
 def run_stages(stages:list, out_dir, only:str|None=None)->dict:
