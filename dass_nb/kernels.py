@@ -129,8 +129,9 @@ class ClassGMMs:
         return cls(t('pi'), t('mu'), t('var'))
 
 # %% ../nbs/01_kernels.ipynb #36bec802
-def _points(z:torch.Tensor)->torch.Tensor:
-    "(x, y, z) points [B,h,w,3] of a map `z` [B,h,w], x = column and y = row index."
+def _points(z:torch.Tensor, xy:torch.Tensor|None=None)->torch.Tensor:
+    "(x, y, z) points [B,h,w,3] of a map `z` [B,h,w]: (x, y) from `xy` [B,2,h,w], or column and row index."
+    if xy is not None: return torch.stack([xy[:, 0].to(z.dtype), xy[:, 1].to(z.dtype), z], -1)
     ys, xs = torch.meshgrid(*(torch.arange(n, device=z.device, dtype=z.dtype) for n in z.shape[-2:]), indexing='ij')
     return torch.stack([xs.expand_as(z), ys.expand_as(z), z], -1)
 
@@ -143,18 +144,20 @@ def density_to_target(p:torch.Tensor)->torch.Tensor: return 255 * (1 - torch.exp
 def source_density_target(gmm:ClassGMMs, pred:torch.Tensor, # [B,h,w] predicted classes on the grid
                           labels:torch.Tensor, # [B,h,w] source labels on the grid (255 ignored)
                           depth:torch.Tensor, # [B,h,w] source inverse depth on the grid
+                          xy:torch.Tensor|None=None, # [B,2,h,w] each pixel's (x, y) in the mixtures' frame; None: its column and row
                          )->torch.Tensor: # [B,1,h,w]
     "Source density target: the predicted class's density at (x, y, depth where labelled with it, else 0)."
     z = _floating(depth) * (labels == pred)
-    return density_to_target(gmm.density(_points(z), pred))[:, None]
+    return density_to_target(gmm.density(_points(z, xy), pred))[:, None]
 
 # %% ../nbs/01_kernels.ipynb #1d3a69c7
 def target_density_target(gmm:ClassGMMs, pred:torch.Tensor, # [B,h,w] predicted classes
                           depth:torch.Tensor, # [B,h,w] predicted inverse depth
+                          xy:torch.Tensor|None=None, # [B,2,h,w] each pixel's (x, y) in the mixtures' frame; None: its column and row
                          )->torch.Tensor: # [B,1,h,w]
     "Target density target: the predicted class's density at the predicted depth, 0 where depth <= 0."
     z = _floating(depth)
-    return (density_to_target(gmm.density(_points(z), pred)) * (z > 0))[:, None]
+    return (density_to_target(gmm.density(_points(z, xy), pred)) * (z > 0))[:, None]
 
 # %% ../nbs/01_kernels.ipynb #98adb7d9
 def spatial_prior_refine(labels, # [H,W] or [B,H,W] pseudo labels (tensor or array)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #b4c7df2b
 from __future__ import annotations
-import dataclasses, json, math
+import dataclasses, json, math, re
 from pathlib import Path
 
 import numpy as np
@@ -25,22 +25,27 @@ from .self_training import SelfTraining, write_pseudo_labels
 from ..data import get_dataset, train_split
 
 # %% auto #0
-__all__ = ['ORIGINAL_GMM', 'ORIGINAL_SIZE', 'SPATIAL_THRESHOLDS', 'CLASS_WEIGHTS', 'load_gmm', 'save_gmm', 'to_grid',
-           'grid_samples', 'fit_class_gmm', 'fit_gmm', 'fit_gmm_cli', 'spatial_thresholds', 'DepthDistOptions',
-           'DepthDist', 'spatial_prior']
+__all__ = ['ORIGINAL_GMM', 'ORIGINAL_SIZE', 'SPATIAL_THRESHOLDS', 'CLASS_WEIGHTS', 'load_gmm', 'save_gmm', 'setting_grid',
+           'to_grid', 'positions_at', 'grid_xy', 'grid_samples', 'fit_class_gmm', 'fit_gmm', 'fit_gmm_cli',
+           'spatial_thresholds', 'DepthDistOptions', 'DepthDist', 'spatial_prior']
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #488042d5
 ORIGINAL_GMM = Path(dass_nb.__file__).parent/'assets'/'depth_distribution_gmm_params.json' # the original's parameters (see assets/README.md)
+
+def _setting(path, key:str|None)->tuple:
+    "(path, file contents, full setting name) of setting `key` (a name or a prefix) in parameter file `path`."
+    path = ORIGINAL_GMM if str(path) == 'original' else Path(path)
+    d = json.loads(path.read_text())
+    names = [k for k in d if key is None or k == key or k.startswith(key)]
+    if len(names) != 1: raise KeyError(f"GMM setting {key!r} in {path} is {'ambiguous' if names else 'unknown'}; settings: {list(d)}")
+    return path, d, names[0]
 
 def load_gmm(path, # a JSON file in the layout of the original parameter file; 'original': `ORIGINAL_GMM`
              key:str|None=None, # which setting: its full name or a prefix, e.g. 'synthia_7cls_161x96'; None if only one
              dtype=torch.float32)->ClassGMMs:
     "The class-wise mixtures of setting `key` in the parameter file `path`."
-    path = ORIGINAL_GMM if str(path) == 'original' else Path(path)
-    d = json.loads(path.read_text())
-    names = [k for k in d if key is None or k == key or k.startswith(key)]
-    if len(names) != 1: raise KeyError(f"GMM setting {key!r} in {path} is {'ambiguous' if names else 'unknown'}; settings: {list(d)}")
-    return ClassGMMs.from_json(d[names[0]], dtype)
+    path, d, name = _setting(path, key)
+    return ClassGMMs.from_json(d[name], dtype)
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #42765784
 def save_gmm(gmms:dict, # setting name -> `ClassGMMs`
@@ -50,12 +55,32 @@ def save_gmm(gmms:dict, # setting name -> `ClassGMMs`
     Path(path).write_text(json.dumps({k: g.to_json() for k, g in gmms.items()}, indent=1))
     return Path(path)
 
+# %% ../../nbs/47_methods.depth_distribution.ipynb #d26a4d77
+def setting_grid(path, key:str|None=None)->tuple|None:
+    "(h, w) of the grid named `..._<w>x<h>` in the name of setting `key` of parameter file `path`; None if it names none."
+    m = re.search(r'_(\d+)x(\d+)', _setting(path, key)[2])
+    return (int(m[2]), int(m[1])) if m else None
+
 # %% ../../nbs/47_methods.depth_distribution.ipynb #84f66765
 def to_grid(x:torch.Tensor, size)->torch.Tensor:
     "Resize `x` [..., H, W] to `size` (h, w) with PIL's nearest rule (pixel centres), keeping its dtype."
     lead = x.shape[:-2]
     y = F.interpolate(x.reshape(1, -1, *x.shape[-2:]).float(), size=tuple(size), mode='nearest-exact')
     return y.reshape(*lead, *size).to(x.dtype)
+
+# %% ../../nbs/47_methods.depth_distribution.ipynb #fe45eaaf
+def positions_at(pos:torch.Tensor, # [N,2,H,W] positions (`AddPositions`), -1 in padding
+                 size:tuple)->torch.Tensor: # (h, w) grid
+    "`pos` on the grid `size`: each cell's mean over its image pixels (adaptive average pooling), -1 where it has none."
+    img = (pos[:, :1] >= 0).to(pos.dtype)
+    num, den = F.adaptive_avg_pool2d(pos * img, tuple(size)), F.adaptive_avg_pool2d(img, tuple(size))
+    return torch.where(den > 0, num / den.clamp(min=1e-12), torch.full_like(num, -1.))
+
+# %% ../../nbs/47_methods.depth_distribution.ipynb #ffa0f73a
+def grid_xy(pos:torch.Tensor, # [..., 2, h, w] positions (u, v) on the logits grid (`positions_at`)
+            grid:tuple)->torch.Tensor: # (h_g, w_g) the mixtures' grid, e.g. (96, 161)
+    "(x, y) [..., 2, h, w] in the mixtures' frame: x = u*w_g - 0.5, y = v*h_g - 0.5."
+    return pos * pos.new_tensor([grid[1], grid[0]]).view(2, 1, 1) - 0.5
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #96d77212
 def grid_samples(dataset, num_classes:int, grid:tuple, # (h, w) output grid
@@ -138,6 +163,7 @@ class DepthDistOptions(MethodOptions):
     "The depth-distribution method's options: losses, network, stages (defaults: the original's Cityscapes experiment)."
     gmm:str|None=None # class-wise GMM parameter file; None: fitted on the run's source (stage `gmm`); 'original': `ORIGINAL_GMM`
     gmm_key:str|None=None # setting in the file (None: its only one)
+    gmm_grid:tuple|None=None # (h, w) grid of the mixtures' (x, y), used with positions; None: from the setting's name (`setting_grid`)
     lambda_seg:float=1.0 # weight of the source cross-entropy
     lambda_dep:float=0.005 # weight of the source depth berHu
     lambda_bal:float=0.01 # weight of the source density berHu
@@ -160,6 +186,7 @@ class DepthDistOptions(MethodOptions):
 class DepthDist(DAMethod):
     "Depth regression, class-wise depth-density regression and density-weighted adversarial entropy."
     Options = DepthDistOptions
+    needs_positions = True # its batches should carry `pos_s`, `pos_t` (the run adds `AddPositions` to its transforms)
     def __init__(self, model, num_classes:int, opts:DepthDistOptions|None=None, optim:Optim|None=None, **kwargs):
         o, optim = opts or self.Options(), optim or Optim()
         weights = CLASS_WEIGHTS.get(num_classes) if o.class_weights == 'original' else o.class_weights
@@ -169,10 +196,23 @@ class DepthDist(DAMethod):
         if o.density and (o.gmm is None or (o.gmm != 'original' and not Path(o.gmm).is_file())):
             raise FileNotFoundError(f"depth_distribution needs `gmm`, a GMM parameter file ({o.gmm} is missing): run the 'gmm' stage or see `fit_gmm_cli`")
         self.gmm = load_gmm(o.gmm, o.gmm_key).to(self.device) if o.density else None
+        self.gmm_grid = (tuple(o.gmm_grid) if o.gmm_grid else setting_grid(o.gmm, o.gmm_key)) if o.density else None
 
     @classmethod
     def network(cls, create, opts, num_classes:int, num_domains:int=1): return attach_heads(create(), opts.density, opts.head_scale)
     def optimizers(self)->list: return [self.opt, self.adv.opt]
+
+    def frame(self, pos:torch.Tensor|None, grid:tuple)->tuple:
+        "(x, y) [N,2,h,w] in the mixtures' frame and image-pixel mask [N,1,h,w] of the logits `grid`'s cells, from positions `pos`; (None, None) without."
+        if pos is None: return None, None
+        if self.gmm_grid is None:
+            raise ValueError(f"GMM setting {self.opts.gmm_key!r} of {self.opts.gmm} names no grid '_<w>x<h>': set DepthDistOptions.gmm_grid=(h, w)")
+        p = positions_at(pos.float(), grid)
+        return grid_xy(p, self.gmm_grid), p[:, :1] >= 0
+
+    def _density_loss(self, density, tgt, img)->torch.Tensor:
+        "berHu of the density head against `tgt`; with positions, the target is 0 and the loss left out on padding cells."
+        return berhu_loss(density.float(), tgt if img is None else tgt * img, self.opts.c_ratio, img)
 
     def d_inputs(self, out, size)->list:
         "Entropy maps of the upsampled softmax, weighted by the upsampled density."
@@ -188,15 +228,17 @@ class DepthDist(DAMethod):
         ls['dep'] = o.lambda_dep * berhu_loss(upsample(out.depth.float(), d.shape[-2:]), d, o.c_ratio, d > 0)
         if o.density:
             grid, pred = out.logits.shape[-2:], out.logits.detach().argmax(1)
-            tgt = source_density_target(self.gmm, pred, to_grid(b.y_s, grid), to_grid(d[:, 0], grid))
-            ls['bal'] = o.lambda_bal * berhu_loss(out.density.float(), tgt, o.c_ratio)
+            xy, img = self.frame(getattr(b, 'pos_s', None), grid)
+            tgt = source_density_target(self.gmm, pred, to_grid(b.y_s, grid), to_grid(d[:, 0], grid), xy)
+            ls['bal'] = o.lambda_bal * self._density_loss(out.density, tgt, img)
         return ls
 
     def target_losses(self, b)->dict:
         out_t, ls, o = self.forward(b.x_t), {}, self.opts
         if o.density:
-            tgt = target_density_target(self.gmm, out_t.logits.detach().argmax(1), out_t.depth.detach()[:, 0])
-            ls['tar'] = o.lambda_tar * berhu_loss(out_t.density.float(), tgt, o.c_ratio)
+            xy, img = self.frame(getattr(b, 'pos_t', None), out_t.logits.shape[-2:])
+            tgt = target_density_target(self.gmm, out_t.logits.detach().argmax(1), out_t.depth.detach()[:, 0], xy)
+            ls['tar'] = o.lambda_tar * self._density_loss(out_t.density, tgt, img)
         return {**ls, **self.adv.loss(self.d_inputs(out_t, b.x_t.shape[-2:]))}
 
     def extra_steps(self, b)->dict: return self.adv.step(self.amp)
@@ -231,7 +273,7 @@ def _logits_grid(model, crop:tuple)->tuple:
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #639022bc
 def _gmm_stage(grid:tuple, dataset, out_dir:Path, name:str, seed:int=0)->dict:
-    "Fit the class-wise mixtures on the source `dataset` (with depth) at `grid`; writes `out_dir/gmm.json`, setting `<name>_<K>cls_<w>x<h>`."
+    "Fit the class-wise mixtures on the whole images of the source `dataset` (with depth, no transform) resized to `grid`; writes `out_dir/gmm.json`, setting `<name>_<K>cls_<w>x<h>`."
     K, path = len(dataset.classes), Path(out_dir)/'gmm.json'
     key = f"{name}_{K}cls_{grid[1]}x{grid[0]}"
     if is_main_process(): save_gmm({key: fit_gmm(grid_samples(dataset, K, grid), seed=seed)}, path)
