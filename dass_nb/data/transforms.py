@@ -273,6 +273,7 @@ def train_transform(crop:tuple[int, int]|None=(512, 1024), # random crop (h, w);
                     resize:tuple[int, int]|None=None, # fixed (h, w) resize before anything else
                     flip:bool=True, # random horizontal flip with p=0.5
                     jitter:tuple[float, float, float, float]|None=None, # ColorJitter (brightness, contrast, saturation, hue)
+                    jitter_p:float=1., # probability of jittering an image (RobustNet: 0.5)
                     blur:float=0., # probability of a Gaussian blur
                     norm:str='imagenet', # 'imagenet', 'caffe' or 'none'
                     interpolation:str='bilinear', # image interpolation of resize and scale
@@ -281,7 +282,7 @@ def train_transform(crop:tuple[int, int]|None=(512, 1024), # random crop (h, w);
     return Compose([AddPositions() if positions else None, Resize(resize, interpolation) if resize else None,
                     RandomScale(scale, base_size, interpolation) if scale else None,
                     RandomCrop(crop) if crop else None, RandomHFlip(0.5) if flip else None,
-                    ColorJitter(*jitter) if jitter else None, GaussianBlur(blur) if blur else None,
+                    ColorJitter(*jitter, p=jitter_p) if jitter else None, GaussianBlur(blur) if blur else None,
                     Normalize(norm)])
 
 # %% ../../nbs/11_data.transforms.ipynb #f592c275
