@@ -274,11 +274,9 @@ def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()
 # %% ../nbs/31_engine.ipynb #6ea22427
 @dataclasses.dataclass
 class Stage:
-    "A named step of a pipeline: `fn(stage_dir) -> dict` (a result saved to done.json); a training stage says its iterations."
+    "A named step of a pipeline: `fn(stage_dir) -> dict` (a result saved to done.json)."
     name:str
     fn:Callable[[Path], dict]
-    iters:int|None=None # iterations of a training stage (None: not a training stage)
-    protocol:dict|None=None # how a stage that trains another network (a CycleGAN) trains, for the printed protocol
 
 # %% ../nbs/31_engine.ipynb #c010c599
 def run_stages(stages:list, out_dir, only:str|None=None)->dict:

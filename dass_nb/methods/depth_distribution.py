@@ -186,7 +186,6 @@ class DepthDistOptions(MethodOptions):
 class DepthDist(DAMethod):
     "Depth regression, class-wise depth-density regression and density-weighted adversarial entropy."
     Options = DepthDistOptions
-    needs_positions = True # its batches should carry `pos_s`, `pos_t` (the run adds `AddPositions` to its transforms)
     def __init__(self, model, num_classes:int, opts:DepthDistOptions|None=None, optim:Optim|None=None, **kwargs):
         o, optim = opts or self.Options(), optim or Optim()
         weights = CLASS_WEIGHTS.get(num_classes) if o.class_weights == 'original' else o.class_weights
