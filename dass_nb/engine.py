@@ -274,9 +274,11 @@ def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()
 # %% ../nbs/31_engine.ipynb #6ea22427
 @dataclasses.dataclass
 class Stage:
-    "A named step of a pipeline: `fn(stage_dir) -> dict` (a result saved to done.json)."
+    "A named step of a pipeline: `fn(stage_dir) -> dict` (a result saved to done.json); a training stage states its size."
     name:str
     fn:Callable[[Path], dict]
+    iters:int|None=None # the iterations it trains (None: it does not train), for the run's protocol
+    feed:object=None # the `Feed` it trains on, for the run's protocol
 
 # %% ../nbs/31_engine.ipynb #c010c599
 def run_stages(stages:list, out_dir, only:str|None=None)->dict:

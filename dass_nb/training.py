@@ -4,27 +4,51 @@
 
 # %% ../nbs/50_training.ipynb #7c945fa8
 from __future__ import annotations
-import argparse, dataclasses, json, time
+import argparse, dataclasses, json, math, os, time
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn as nn
+from fastcore.basics import patch
 from fastcore.docments import docments
 
 from .core import (Config, METHODS, MODELS, DATASETS, RECIPES, get_world_size, is_main_process, save_json,
-                          seed_everything, _hints, _alternatives)
-from .engine import AMP, Optim, init_distributed, fit, evaluate, scores, load_checkpoint, run_stages
-from .data import (get_dataset, train_transform, eval_transform, InfiniteLoader, MultiSourceLoader, class_names,
-                          resolve_data_root, train_split)
+                          seed_everything, get_logger, _hints, _alternatives)
+from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, fit, evaluate, scores, load_checkpoint,
+                            run_stages, set_bn_regime)
+from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names,
+                          resolve_data_root, train_split, make_sampler)
 from .methods import Feed
 from .methods.self_training import pseudo_label_dataset
-import dass_nb.models  # registers the model zoo
+from .models import input_norm  # importing the models registers the model zoo
 
 # %% auto #0
-__all__ = ['TrainConfig', 'resolve_config', 'options', 'validate', 'network', 'RunData', 'StageKit', 'Run', 'train',
+__all__ = ['STAGE_FIELDS', 'Input', 'TrainConfig', 'stage_config', 'resolve_config', 'options', 'validate', 'network', 'RunData',
+           'Checkpoint', 'StageKit', 'process_batch', 'world_message', 'Run', 'check_stages', 'train', 'protocol',
            'notebook_config', 'config_parser', 'train_cli']
+
+# %% ../nbs/50_training.ipynb #5b1e0a01
+@dataclasses.dataclass
+class Input(Config):
+    "The training geometry and photometry of one domain's images, applied in this order."
+    resize:tuple|None=None # fixed (h, w) every image is resized to first; None: as stored
+    scale:tuple|None=None # random scale range (lo, hi) of the (resized) image; None: no scaling
+    crop:tuple|None=None # random crop (h, w), padded with ignore where the image is smaller; None: the whole image
+    flip:bool=True # random horizontal flip with p=0.5
+    jitter:tuple|None=None # colour jitter (brightness, contrast, saturation, hue); None: none
+    jitter_p:float=1. # probability of jittering an image (RobustNet: 0.5)
+    blur:float=0. # probability of a Gaussian blur (RobustNet's gblur)
+
+    def transform(self, norm:str='imagenet', positions:bool=False):
+        "The training chain of this input, normalised as the backbone expects (`norm`)."
+        return train_transform(crop=self.crop, scale=self.scale, resize=self.resize, flip=self.flip, jitter=self.jitter,
+                               jitter_p=self.jitter_p, blur=self.blur, norm=norm, positions=positions)
+
+    def size(self)->tuple|None:
+        "The (h, w) of a training image: the crop, else the resize (None: it varies)."
+        return tuple(self.crop or self.resize or ()) or None
 
 # %% ../nbs/50_training.ipynb #f7b07871
 @dataclasses.dataclass
@@ -39,18 +63,28 @@ class TrainConfig(Config):
     weights:str|None='imagenet' # backbone initialisation: 'imagenet', None, or a path to a state dict
     num_classes:int=19 # class protocol: 19, 16 (SYNTHIA) or 7
     iters:int=600 # training iterations of the main stage
+    poly_max_iter:int|None=None # horizon of the poly schedule (the originals' max_iter); None: the stage's end
     batch_size:int=4 # source images per step per process (per domain when multi-source)
     target_batch_size:int=4 # target images per step per process
-    crop:tuple=(192, 384) # training crop (h, w)
-    scale:tuple=(0.75, 1.25) # random scale range of training images
-    eval_size:tuple|None=None # (h, w) the evaluation image is resized to (labels stay full size); None: as stored
-    lr:float=1e-3 # backbone learning rate (the head gets 10x); poly decay with power 0.9
+    crop:tuple=(192, 384) # CPU shorthand: the training crop (h, w) of a domain whose `*_input` is None
+    scale:tuple=(0.75, 1.25) # CPU shorthand: the random scale range of a domain whose `*_input` is None
+    source_input:Input|None=None # the source's training `Input`; None: `scale`, `crop`, flip and colour jitter (0.3, 0.3, 0.3, 0.05)
+    target_input:Input|None=None # the target's training `Input`; None: `scale`, `crop` and flip
+    eval_inputs:dict=dataclasses.field(default_factory=dict) # dataset -> evaluation input (`eval_input`: [h, w], 'full', ...); others: 'full'
+    sampler:str|None=None # source sampling: None (permutations), 'class_balanced' (SPCL) or 'class_uniform' (RobustNet)
+    lr:float=1e-3 # backbone learning rate; poly decay with power 0.9
+    head_mult:float=10. # learning-rate multiplier of everything outside the backbone (1: one rate, as RobustNet and the depth method)
     optimizer:str='sgd' # 'sgd' or 'adam'
     momentum:float=0.9 # SGD momentum
     weight_decay:float=5e-4 # SGD weight decay
     grad_clip:float|None=None # clip the segmentation network's gradient norm; None: no clipping
+    bn:str='train' # BatchNorm regime: 'train', 'frozen' (FrozenBatchNorm), 'affine_frozen' (batch statistics) or 'sync' (SyncBatchNorm under DDP)
+    bn_momentum:float|None=None # BatchNorm running-statistics momentum; None: the backbone's own (0.01 for EfficientNet-Lite)
+    init_from:str='last' # a stage starts from the previous stage's 'last' checkpoint or its 'best' on the target's val split
     eval_every:int=300 # evaluate on the target val split (and checkpoint) every this many iterations
     log_every:int=10 # write the losses to each stage's metrics.jsonl every this many iterations
+    world_size:int=1 # processes (GPUs) the recipe's per-process batches assume
+    keep_batch:str='per_gpu' # on another world size keep the 'per_gpu' batch, or the 'total' one (per-GPU batch = total / world size)
     seed:int=0 # fixes data order, augmentation and initialisation
     device:str='auto' # 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
     amp:str|None='bf16' # mixed precision on CUDA: 'bf16', 'fp16' or None
@@ -58,10 +92,17 @@ class TrainConfig(Config):
     data_root:str|None=None # folder with the datasets; None: $DASS_DATA, else the built-in benchmark
     out_dir:str='runs/run' # where checkpoints, logs and metrics.json go
     resume:bool=True # continue an interrupted run found in out_dir
-    freeze_bn:bool=False # freeze BatchNorm statistics and affine parameters
-    bn_momentum:float|None=None # BatchNorm running-statistics momentum; None: the backbone's own (0.01 for EfficientNet-Lite)
     stage:str|None=None # run only this stage of a multi-stage method
+    stages:dict=dataclasses.field(default_factory=dict) # stage name -> fields that differ in that stage (see `STAGE_FIELDS`)
     method_options:dict=dataclasses.field(default_factory=dict) # options of the method (see its `Options`)
+
+# %% ../nbs/50_training.ipynb #5b1e0a04
+STAGE_FIELDS = ('iters', 'poly_max_iter', 'lr', 'head_mult', 'optimizer', 'momentum', 'weight_decay', 'grad_clip', 'batch_size',
+                'target_batch_size', 'source_input', 'target_input', 'sampler', 'bn', 'eval_every')
+
+def stage_config(cfg:TrainConfig, name:str)->TrainConfig:
+    "The configuration stage `name` trains with: `cfg` with that stage's `stages` entry on top."
+    return cfg.update(**cfg.stages.get(name, {}))
 
 # %% ../nbs/50_training.ipynb #e8d8896a
 def _merge(base:dict, over:dict)->dict:
@@ -83,6 +124,45 @@ def options(cfg:TrainConfig):
 
 def _valid_dataset(spec:str)->bool: return spec.partition(':')[0] in DATASETS
 
+# %% ../nbs/50_training.ipynb #5b1e0a06
+def _pair(v, lo)->bool: return v is None or (len(v) == 2 and all(isinstance(x, (int, float)) and x >= lo for x in v))
+
+def _input_errors(p:str, i:Input|None)->list:
+    "What is wrong with the `Input` of parameter `p`."
+    if i is None: return []
+    checks = [(_pair(i.resize, 16), 'resize', "None or (height, width), each >= 16"),
+              (_pair(i.crop, 16), 'crop', "None or (height, width), each >= 16"),
+              (_pair(i.scale, 0.01) and (i.scale is None or i.scale[0] <= i.scale[1]), 'scale', "None or (low, high), 0 < low <= high"),
+              (i.jitter is None or len(i.jitter) == 4, 'jitter', "None or (brightness, contrast, saturation, hue)"),
+              (0 <= i.jitter_p <= 1, 'jitter_p', "a probability in [0, 1]"), (0 <= i.blur <= 1, 'blur', "a probability in [0, 1]")]
+    return [f"{p}.{k}={getattr(i, k)!r}: expected {want}" for ok, k, want in checks if not ok]
+
+_CHOICES = {'optimizer': ('sgd', 'adam'), 'amp': (None, 'bf16', 'fp16'), 'bn': BN_REGIMES, 'init_from': ('last', 'best'),
+            'sampler': (None, 'class_balanced', 'class_uniform'), 'keep_batch': ('per_gpu', 'total')}
+
+# %% ../nbs/50_training.ipynb #5b1e0a07
+def _value_errors(cfg:TrainConfig, at:str='')->list:
+    "What is wrong with the values of the fields a stage may change (`at`: where they were set, for the message)."
+    errs = [f"{at}{p}={getattr(cfg, p)!r}: valid values are {list(v)}" for p, v in _CHOICES.items() if getattr(cfg, p) not in v]
+    errs += [f"{at}{p}={getattr(cfg, p)}: must be a positive integer" for p in ('iters', 'batch_size', 'target_batch_size')
+             if not getattr(cfg, p) >= 1]
+    errs += [f"{at}{p}={getattr(cfg, p)}: must be positive" for p in ('lr', 'head_mult') if not getattr(cfg, p) > 0]
+    errs += _input_errors(f'{at}source_input', cfg.source_input) + _input_errors(f'{at}target_input', cfg.target_input)
+    if cfg.poly_max_iter is not None and cfg.poly_max_iter < cfg.iters:
+        errs.append(f"{at}poly_max_iter={cfg.poly_max_iter}: expected None or >= iters ({cfg.iters})")
+    if not cfg.eval_every >= 0: errs.append(f"{at}eval_every={cfg.eval_every}: must be >= 0")
+    return errs
+
+def _stage_errors(cfg:TrainConfig)->list:
+    "What is wrong with `cfg.stages`: fields a stage cannot change, or bad values."
+    errs = []
+    for name, over in cfg.stages.items():
+        bad = [k for k in over if k not in STAGE_FIELDS]
+        if bad: errs.append(f"stages[{name!r}]: {bad} cannot differ per stage; a stage may set {list(STAGE_FIELDS)}"); continue
+        try: errs += _value_errors(stage_config(cfg, name), f"stages[{name!r}].")
+        except TypeError as e: errs.append(f"stages[{name!r}]: {e}")
+    return errs
+
 # %% ../nbs/50_training.ipynb #8b6dbdb7
 def validate(cfg:TrainConfig)->TrainConfig:
     "Raise a `ValueError` listing every invalid parameter of `cfg` and its valid values."
@@ -95,14 +175,13 @@ def validate(cfg:TrainConfig)->TrainConfig:
                      ('eval_targets', [s for s in cfg.eval_targets.split(',') if s])):
         for s in specs: need(_valid_dataset(s), f"{p}={s!r}: valid datasets are {sorted(DATASETS)} or 'folder:/path'")
     need(cfg.num_classes in (19, 16, 7), f"num_classes={cfg.num_classes}: valid values are 19, 16 and 7")
-    for p in ('iters', 'batch_size', 'target_batch_size', 'log_every'):
-        need(getattr(cfg, p) >= 1, f"{p}={getattr(cfg, p)}: must be a positive integer")
+    need(cfg.log_every >= 1 and cfg.world_size >= 1, f"log_every={cfg.log_every}, world_size={cfg.world_size}: must be positive integers")
     need(len(cfg.crop) == 2 and min(cfg.crop) >= 16, f"crop={cfg.crop}: expected (height, width), each >= 16")
-    need(cfg.lr > 0, f"lr={cfg.lr}: must be positive")
     need(cfg.bn_momentum is None or 0 < cfg.bn_momentum <= 1, f"bn_momentum={cfg.bn_momentum}: expected None or a value in (0, 1]")
-    need(cfg.optimizer in ('sgd', 'adam'), f"optimizer={cfg.optimizer!r}: valid values are 'sgd' and 'adam'")
-    need(cfg.amp in (None, 'bf16', 'fp16'), f"amp={cfg.amp!r}: valid values are 'bf16', 'fp16' and None")
-    need(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0")
+    for name, spec in cfg.eval_inputs.items():
+        try: eval_input(spec)
+        except (ValueError, TypeError) as e: errs.append(f"eval_inputs[{name!r}]: {e}")
+    errs += _value_errors(cfg) + _stage_errors(cfg)
     if not errs:
         try: options(cfg)
         except TypeError as e: errs.append(f"method_options: {e}")
@@ -112,8 +191,7 @@ def validate(cfg:TrainConfig)->TrainConfig:
 # %% ../nbs/50_training.ipynb #972a9e25
 def _create(cfg:TrainConfig, pretrained:bool=True):
     "`create(**model_options)`: the run's model entrypoint, ImageNet-initialised (`cfg.weights`) when `pretrained`."
-    return partial(MODELS.create, cfg.backbone, num_classes=cfg.num_classes, weights=cfg.weights if pretrained else None,
-                   freeze_bn=cfg.freeze_bn)
+    return partial(MODELS.create, cfg.backbone, num_classes=cfg.num_classes, weights=cfg.weights if pretrained else None)
 
 def _load_model_weights(model:nn.Module, ckpt):
     ck = load_checkpoint(ckpt, restore_rng=False)
@@ -123,59 +201,93 @@ def _load_model_weights(model:nn.Module, ckpt):
 
 # %% ../nbs/50_training.ipynb #9fbd31b0
 def network(cfg:TrainConfig, init=None, # a stage's checkpoint whose network weights to load
-            setup:Callable|None=None, # called on the new network before loading, e.g. to freeze BatchNorm
+            setup:Callable|None=None, # called on the new network before loading
             device='cpu')->nn.Module:
-    "A new network of run `cfg` (its method's), optionally initialised from checkpoint `init`."
+    "A new network of run `cfg` (its method's), optionally initialised from checkpoint `init`, BatchNorm in regime `cfg.bn`."
     m = METHODS.get(cfg.method).network(_create(cfg, init is None), options(cfg), cfg.num_classes, len(cfg.source.split('+')))
     if setup is not None: setup(m)
     if cfg.bn_momentum is not None:
         for bn in m.modules():
             if isinstance(bn, nn.modules.batchnorm._BatchNorm): bn.momentum = cfg.bn_momentum
     if init is not None: _load_model_weights(m, init)
-    return m.to(device)
+    return set_bn_regime(m, cfg.bn).to(device)    # after loading: frozen BatchNorm keeps the statistics it is given
 
 # %% ../nbs/50_training.ipynb #b748c21c
 class RunData:
-    "The datasets of a run and their loaders, from its sources, target, class protocol, transforms and seed."
-    def __init__(self, cfg:TrainConfig, data_dir:Path):
-        self.cfg, self.data_dir = cfg, data_dir
+    "The datasets of a run and their loaders, from its sources, target, class protocol, inputs and seed."
+    def __init__(self, cfg:TrainConfig, data_dir:Path|None, cache_dir:Path|None=None, positions:bool=False):
+        self.cfg, self.data_dir, self.cache_dir, self.positions = cfg, data_dir, cache_dir, positions
         self.sources, self.target_spec, self.num_classes = cfg.source.split('+'), cfg.target, cfg.num_classes
+        self.norm = input_norm(cfg.backbone)
 
-    @property
-    def crop(self)->tuple: return tuple(self.cfg.crop)
-
-    def transform(self, train:bool, jitter:bool=False):
+    def input(self, domain:str)->Input:
+        "The training `Input` of the 'source' or the 'target' (the CPU shorthand when the config has none)."
         c = self.cfg
-        if not train: return eval_transform(tuple(c.eval_size) if c.eval_size else None)
-        return train_transform(crop=tuple(c.crop), scale=tuple(c.scale), jitter=(0.3, 0.3, 0.3, 0.05) if jitter else None)
+        given = c.source_input if domain == 'source' else c.target_input
+        return given or Input(scale=tuple(c.scale), crop=tuple(c.crop), jitter=(0.3, 0.3, 0.3, 0.05) if domain == 'source' else None)
+
+    def eval_spec(self, spec:str, domain:str|None=None):
+        "The evaluation input of dataset `spec`: its `eval_inputs` entry, else `domain`'s training resize, else 'full'."
+        for k in (spec, spec.partition(':')[0]):
+            if k in self.cfg.eval_inputs: return self.cfg.eval_inputs[k]
+        resize = self.input(domain).resize if domain else None
+        return list(resize) if resize else 'full'
+
+    def transform(self, train:bool, domain:str, spec:str):
+        if train: return self.input(domain).transform(self.norm, self.positions)
+        return eval_input(self.eval_spec(spec, domain), self.norm)
 
     def dataset(self, spec:str, split:str, transform=None, domain:int=0, **kwargs):
         "Dataset `spec`'s `split` under the run's class protocol (`kwargs`: reader options, e.g. `depth=True`)."
         return get_dataset(spec, split, num_classes=self.num_classes, transform=transform, domain=domain, data_dir=self.data_dir, **kwargs)
 
     def source(self, train:bool=True, split:str|None=None, specs:list|None=None)->list:
-        "Each source's training split (or `split`), domain `i`, with the training (jittered) or evaluation transform."
+        "Each source's training split (or `split`), domain `i`, with the source's training or evaluation input."
         specs = specs or self.sources
-        return [self.dataset(s, split or train_split(s), self.transform(train, jitter=True), domain=i) for i, s in enumerate(specs)]
+        return [self.dataset(s, split or train_split(s), self.transform(train, 'source', s), domain=i) for i, s in enumerate(specs)]
 
     def target(self, train:bool=True):
-        "The target's training split with the training or the evaluation transform."
-        return self.dataset(self.target_spec, train_split(self.target_spec), self.transform(train))
+        "The target's training split with the target's training or evaluation input."
+        return self.dataset(self.target_spec, train_split(self.target_spec), self.transform(train, 'target', self.target_spec))
 
     def val(self, spec:str|None=None):
-        "The val split of `spec` (default: the target) with the evaluation transform."
-        return self.dataset(spec or self.target_spec, 'val', self.transform(False))
+        "The val split of `spec` (default: the target) with its evaluation input."
+        spec = spec or self.target_spec
+        return self.dataset(spec, 'val', self.transform(False, None, spec))
 
     def pseudo(self, stage_dir):
-        "The target's training split with the pseudo labels a stage wrote in `stage_dir/labels`, training transform."
+        "The target's training split with the pseudo labels a stage wrote in `stage_dir/labels`, training input."
         base = self.target(train=True)
         return pseudo_label_dataset(base, Path(stage_dir)/'labels', base.transform)
 
-    def batches(self, datasets:list, batch_size:int, seed_offset:int)->Callable:
-        "Start iteration -> iterator of batches of `datasets` (several: domain-contiguous blocks)."
-        c, cls = self.cfg, InfiniteLoader if len(datasets) == 1 else MultiSourceLoader
-        ds = datasets[0] if len(datasets) == 1 else datasets
-        return lambda it: iter(cls(ds, batch_size, c.seed + seed_offset, num_workers=c.num_workers, start_iter=it))
+    def samplers(self, datasets:list, specs:list)->list|None:
+        "The config's `sampler` over each of `datasets` (named `specs`), or None (permutations)."
+        if self.cfg.sampler is None: return None
+        name = lambda s: ''.join(ch if ch.isalnum() else '_' for ch in s)
+        cache = lambda s: None if self.cache_dir is None else Path(self.cache_dir)/f"classes_{name(s)}_{self.num_classes}.json"
+        return [make_sampler(self.cfg.sampler, ds, self.num_classes, cache(s)) for ds, s in zip(datasets, specs)]
+
+    def batches(self, datasets:list, batch_size:int, seed_offset:int, samplers:list|None=None)->Callable:
+        "Start iteration -> iterator of batches of `datasets` (several: domain-contiguous blocks), drawn by `samplers`."
+        c, one = self.cfg, len(datasets) == 1
+        ds, kw = (datasets[0], {'sampler': samplers[0]} if samplers else {}) if one else (datasets, {'samplers': samplers})
+        loader = InfiniteLoader if one else MultiSourceLoader
+        return lambda it: iter(loader(ds, batch_size, c.seed + seed_offset, num_workers=c.num_workers, start_iter=it, **kw))
+
+# %% ../nbs/50_training.ipynb #5b1e0a08
+@dataclasses.dataclass(frozen=True)
+class Checkpoint(os.PathLike):
+    "The checkpoint of stage folder `stage_dir` a later stage starts from, chosen when it is read."
+    stage_dir:Path
+    init_from:str='last' # 'best' (on the target's val split) or 'last'
+
+    def resolve(self)->Path:
+        best = Path(self.stage_dir)/'best.pt'
+        return best if self.init_from == 'best' and best.exists() else Path(self.stage_dir)/'last.pt'
+
+    def __fspath__(self)->str: return str(self.resolve())
+    @property
+    def parent(self)->Path: return Path(self.stage_dir)
 
 # %% ../nbs/50_training.ipynb #95b25568
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +299,7 @@ class StageKit:
     data:RunData # the run's datasets and loaders
     create:Callable # create(**model_options): a plain network from the run's model entrypoint
     model:Callable # model(init=None, setup=None): the method's network, optionally from a checkpoint
-    method:Callable # method(cls, model, opts, lr_mult=1., **kwargs): a method with the run's optimiser, device and AMP
+    method:Callable # method(cls, model, opts, **kwargs): a method with the stage's optimiser, device and AMP
     train:Callable # train(method, stage_dir, iters=None, pseudo=None, source=None): `fit` on the batches of its `feed`
     device:torch.device
     amp:AMP
@@ -195,10 +307,28 @@ class StageKit:
     seed:int
     resume:bool # continue interrupted stages
     log_every:int # log the losses every this many iterations
+    init_from:str='last' # which checkpoint of a stage a later one starts from
 
-    def checkpoint(self, stage:str)->Path:
-        "The checkpoint a later stage starts from: `stage`'s last one."
-        return self.out_dir/stage/'last.pt'
+    def checkpoint(self, stage:str)->Checkpoint:
+        "The checkpoint of `stage` a later stage starts from (its best or its last, as the run says)."
+        return Checkpoint(self.out_dir/stage, self.init_from)
+
+# %% ../nbs/50_training.ipynb #5b1e0a0b
+def process_batch(cfg:TrainConfig, n:int, # a per-process batch of the recipe, at `cfg.world_size` processes
+                  world:int)->int: # processes of this run
+    "The per-process batch of this run for the recipe's per-process batch `n`."
+    if cfg.keep_batch == 'per_gpu' or world == cfg.world_size: return n
+    total = n * cfg.world_size
+    if total % world: raise ValueError(f"keep_batch='total': a batch of {total} images does not split over {world} processes")
+    return total // world
+
+def world_message(cfg:TrainConfig, world:int)->str|None:
+    "What a run on `world` processes says about its batches when the recipe assumes another world size; None when equal."
+    if world == cfg.world_size: return None
+    b = lambda n: f"{process_batch(cfg, n, world)}/GPU x {world} = {process_batch(cfg, n, world) * world}"
+    return (f"the recipe assumes {cfg.world_size} process(es); this run has {world} and keeps the "
+            f"{'per-GPU' if cfg.keep_batch == 'per_gpu' else 'total'} batch: source {b(cfg.batch_size)}, "
+            f"target {b(cfg.target_batch_size)} images per step")
 
 # %% ../nbs/50_training.ipynb #639bf5ee
 def _ensure_builtin(data_dir:Path):
@@ -210,20 +340,31 @@ def _ensure_builtin(data_dir:Path):
 class Run:
     "One training run from a `TrainConfig`: its folder, device, data, method and the `StageKit` of its stages."
     def __init__(self, cfg:TrainConfig):
-        self.cfg = validate(cfg)
+        self.cfg = self.scfg = validate(cfg)
         self.device = init_distributed(cfg.device)
         seed_everything(cfg.seed)
         self.out_dir = Path(cfg.out_dir); self.out_dir.mkdir(parents=True, exist_ok=True)
         if is_main_process(): cfg.save(self.out_dir/'config.json')
         data_dir, builtin = resolve_data_root(cfg.data_root)
         if builtin: _ensure_builtin(data_dir)
-        self.data, self.amp = RunData(cfg, data_dir), AMP(self.device, cfg.amp)
         self.method_cls, self.opts = METHODS.get(cfg.method), options(cfg)
+        positions = self.method_cls.needs_positions(self.opts) if hasattr(self.method_cls, 'needs_positions') else False
+        self.data, self.amp = RunData(cfg, data_dir, self.out_dir/'cache', positions), AMP(self.device, cfg.amp)
+        self.stage_name, self.inits = None, {}
+        msg = world_message(cfg, get_world_size())
+        if msg and is_main_process(): get_logger().warning(msg)
 
-    def new_method(self, cls, model, opts=None, lr_mult:float=1., **kwargs):
-        "`cls` training `model` with the run's optimiser (its learning rate times `lr_mult`), device and AMP."
-        c = self.cfg
-        optim = Optim(c.optimizer, c.lr * lr_mult, c.momentum, c.weight_decay, grad_clip=c.grad_clip)
+    def model(self, init=None, setup:Callable|None=None)->nn.Module:
+        "The method's network for the running stage, from checkpoint `init` (recorded in the stage's result)."
+        if init is not None:
+            init = Path(init)     # a `Checkpoint` chooses its file now
+            self.inits[self.stage_name] = str(init)
+        return network(self.scfg, init, setup, self.device)
+
+    def new_method(self, cls, model, opts=None, **kwargs):
+        "`cls` training `model` with the running stage's optimiser, the run's device and AMP."
+        c = self.scfg
+        optim = Optim(c.optimizer, c.lr, c.momentum, c.weight_decay, c.head_mult, c.grad_clip)
         return cls(model, c.num_classes, opts, optim=optim, device=self.device, amp=c.amp, **kwargs)
 
     def evaluator(self, spec:str|None=None)->Callable:
@@ -231,47 +372,113 @@ class Run:
         ds = self.data.val(spec)
         return lambda m: evaluate(m, ds, self.cfg.num_classes, self.amp, self.cfg.num_workers)
 
-    def train_stage(self, method, stage_dir, iters:int|None=None, pseudo=None, source:list|None=None)->dict:
-        "`fit` `method` in `stage_dir` on the batches its `feed` names (`pseudo`: a pseudo-labelled target; `source`: other sources)."
-        c, feed = self.cfg, method.feed
-        src, tgt = self._batches(feed, pseudo, source)
-        ev = self.evaluator() if feed is not Feed.SOURCE_TRAIN or c.eval_every else None
-        return fit(method, src, tgt, iters or c.iters, stage_dir, evaluator=ev, eval_every=c.eval_every, resume=c.resume,
-                   pseudo=feed is Feed.SOURCE_PSEUDO, log_every=c.log_every, desc=Path(stage_dir).name)
+# %% ../nbs/50_training.ipynb #5b1e0a0d
+@patch
+def train_stage(self:Run, method, stage_dir, iters:int|None=None, pseudo=None, source:list|None=None)->dict:
+    "`fit` `method` in `stage_dir` on the batches its `feed` names (`pseudo`: a pseudo-labelled target; `source`: other sources)."
+    c, feed, over = self.scfg, method.feed, self.cfg.stages.get(self.stage_name, {})
+    iters = c.iters if 'iters' in over else (iters or c.iters)
+    if c.poly_max_iter is not None and c.poly_max_iter < iters:
+        raise ValueError(f"stage {self.stage_name!r}: poly_max_iter={c.poly_max_iter} ends before its {iters} iterations")
+    src, tgt = self._batches(feed, pseudo, source)
+    ev = self.evaluator() if feed is not Feed.SOURCE_TRAIN or c.eval_every else None
+    return fit(method, src, tgt, iters, stage_dir, evaluator=ev, eval_every=c.eval_every, resume=c.resume, pseudo=feed is Feed.SOURCE_PSEUDO,
+               poly_max_iter=c.poly_max_iter, log_every=c.log_every, desc=Path(stage_dir).name)
 
-    def _batches(self, feed:Feed, pseudo, source)->tuple:
-        c, d = self.cfg, self.data
-        if feed in (Feed.SOURCE_PSEUDO, Feed.PSEUDO) and pseudo is None: raise ValueError(f"a {feed} stage needs a pseudo-labelled target dataset")
-        if feed is Feed.PSEUDO: return d.batches([pseudo], c.target_batch_size, 1), None
-        if feed is Feed.TARGET_LABELS: return d.batches(d.source(specs=[d.target_spec]), c.batch_size, 0), None
-        src = d.batches(d.source(split='train' if feed is Feed.SOURCE_TRAIN else None, specs=source), c.batch_size, 0)
-        if feed in (Feed.SOURCE, Feed.SOURCE_TRAIN): return src, None
-        return src, d.batches([pseudo if feed is Feed.SOURCE_PSEUDO else d.target()], c.target_batch_size, 1)
+@patch
+def _batches(self:Run, feed:Feed, pseudo, source)->tuple:
+    c, d, w = self.scfg, self.data, get_world_size()
+    bs, tbs = process_batch(c, c.batch_size, w), process_batch(c, c.target_batch_size, w)
+    if feed in (Feed.SOURCE_PSEUDO, Feed.PSEUDO) and pseudo is None: raise ValueError(f"a {feed} stage needs a pseudo-labelled target dataset")
+    if feed is Feed.PSEUDO: return d.batches([pseudo], tbs, 1), None
+    if feed is Feed.TARGET_LABELS: return d.batches(d.source(specs=[d.target_spec]), bs, 0), None
+    specs = source or d.sources
+    srcs = d.source(split='train' if feed is Feed.SOURCE_TRAIN else None, specs=specs)
+    src = d.batches(srcs, bs, 0, d.samplers(srcs, specs))
+    if feed in (Feed.SOURCE, Feed.SOURCE_TRAIN): return src, None
+    return src, d.batches([pseudo if feed is Feed.SOURCE_PSEUDO else d.target()], tbs, 1)
 
-    def kit(self)->StageKit:
-        "What the method's stages are given."
-        c = self.cfg
-        return StageKit(self.out_dir, c.iters, c.num_classes, self.data, _create(c), partial(network, c, device=self.device),
-                        self.new_method, self.train_stage, self.device, self.amp, c.num_workers, c.seed, c.resume, c.log_every)
+# %% ../nbs/50_training.ipynb #5b1e0a0e
+@patch
+def kit(self:Run)->StageKit:
+    "What the method's stages are given."
+    c = self.cfg
+    return StageKit(self.out_dir, c.iters, c.num_classes, self.data, _create(c), self.model, self.new_method, self.train_stage,
+                    self.device, self.amp, c.num_workers, c.seed, c.resume, c.log_every, c.init_from)
+
+@patch
+def stages(self:Run)->list:
+    "The method's stages, each running with its `stage_config` and recording the checkpoint it started from."
+    stages = check_stages(self.cfg, self.method_cls.stages(self.opts, self.kit()))
+    def in_stage(name, fn):
+        def run(stage_dir):
+            self.stage_name, self.scfg = name, stage_config(self.cfg, name)
+            self.data.cfg = self.scfg
+            res = fn(stage_dir) or {}
+            return {**res, 'init': self.inits[name]} if name in self.inits else res
+        return run
+    return [dataclasses.replace(s, fn=in_stage(s.name, s.fn)) for s in stages]
+
+def check_stages(cfg:TrainConfig, stages:list)->list:
+    "`stages`, once every stage `cfg.stages` names is one of them."
+    unknown = [k for k in cfg.stages if k not in [s.name for s in stages]]
+    if unknown: raise ValueError(f"stages: {unknown} are not stages of {cfg.method}; its stages are {[s.name for s in stages]}")
+    return stages
 
 # %% ../nbs/50_training.ipynb #bb752715
 def train(cfg:TrainConfig)->dict:
     "Run every stage of `cfg.method`, evaluate the final network and write `out_dir/metrics.json`."
     t0, run = time.time(), Run(cfg)
-    stages = run.method_cls.stages(run.opts, run.kit())
+    stages = run.stages()
     results = run_stages(stages, run.out_dir, only=cfg.stage)
     if cfg.stage is not None and cfg.stage != stages[-1].name: return {'stages': results}
     final = run.out_dir/stages[-1].name/'last.pt'
-    model, names = network(cfg, init=final, device=run.device), class_names(cfg.num_classes)
+    model, names = network(stage_config(cfg, stages[-1].name), init=final, device=run.device), class_names(cfg.num_classes)
     specs = [cfg.target] + [s for s in cfg.eval_targets.split(',') if s and s != cfg.target]
     evals = {s: scores(run.evaluator(s)(model).mat, names) for s in specs}
     best = max(results[stages[-1].name].get('best_mIoU', -1), evals[cfg.target]['mIoU'])
     metrics = {'final_checkpoint': str(final), 'method': cfg.method, 'source': cfg.source, 'target': cfg.target,
                'num_classes': cfg.num_classes, 'backbone': cfg.backbone, 'iters': cfg.iters, 'seconds': time.time() - t0,
                'world_size': get_world_size(), 'target_miou': evals[cfg.target]['mIoU'], 'best_target_miou': best,
-               'per_class_iou': evals[cfg.target]['per_class_iou'], 'eval': evals, 'stages': results, 'config': cfg.to_dict()}
+               'per_class_iou': evals[cfg.target]['per_class_iou'], 'eval': evals, 'init_from': cfg.init_from,
+               'stage_inits': {k: r['init'] for k, r in results.items() if 'init' in r}, 'stages': results, 'config': cfg.to_dict()}
     if is_main_process(): save_json(metrics, run.out_dir/'metrics.json')
     return metrics
+
+# %% ../nbs/50_training.ipynb #5b1e0a10
+def _input_protocol(i:Input)->dict:
+    tup = lambda v: list(v) if v is not None else None
+    return {'resize': tup(i.resize), 'scale': tup(i.scale) or [1.0, 1.0], 'crop': tup(i.crop), 'flip': i.flip,
+            'jitter': tup(i.jitter), 'jitter_p': i.jitter_p if i.jitter else 0., 'blur': i.blur}
+
+_USES = {Feed.SOURCE: (1, 0), Feed.SOURCE_TRAIN: (1, 0), Feed.TARGET_LABELS: (1, 0), Feed.PSEUDO: (0, 1),
+         Feed.SOURCE_TARGET: (1, 1), Feed.SOURCE_PSEUDO: (1, 1)}
+
+def _stage_protocol(cfg:TrainConfig, s:Stage)->dict:
+    c, over = stage_config(cfg, s.name), cfg.stages.get(s.name, {})
+    iters, data = c.iters if 'iters' in over else s.iters, RunData(c, None)
+    src, tgt = _USES[s.feed] if s.feed is not None else (1, 1)
+    return {'name': s.name, 'iters': iters, 'poly_max_iter': c.poly_max_iter or iters, 'optimizer': c.optimizer, 'lr': c.lr,
+            'head_lr_mult': c.head_mult, 'momentum': c.momentum, 'weight_decay': c.weight_decay,
+            'batch_source': src * c.batch_size, 'batch_target': tgt * c.target_batch_size,
+            'source_input': _input_protocol(data.input('source')), 'target_input': _input_protocol(data.input('target')),
+            'sampler': c.sampler, 'bn': c.bn, 'amp': c.amp, 'eval_every': c.eval_every}
+
+def _dry_kit(cfg:TrainConfig)->StageKit:
+    "A kit to build the method's stages with; its factories are never called."
+    return StageKit(Path(cfg.out_dir), cfg.iters, cfg.num_classes, RunData(cfg, None), None, None, None, None,
+                    torch.device('cpu'), None, cfg.num_workers, cfg.seed, cfg.resume, cfg.log_every, cfg.init_from)
+
+# %% ../nbs/50_training.ipynb #5b1e0a11
+def protocol(cfg:TrainConfig)->dict:
+    "The training and evaluation protocol of `cfg`: every training stage in order, and each evaluated dataset's input."
+    stages = check_stages(validate(cfg), METHODS.get(cfg.method).stages(options(cfg), _dry_kit(cfg)))
+    data = RunData(cfg, None)
+    evals = [cfg.target] + [s for s in cfg.eval_targets.split(',') if s and s != cfg.target]
+    return {'world_size': cfg.world_size, 'keep_batch': cfg.keep_batch, 'init_from': cfg.init_from,
+            'stages': [_stage_protocol(cfg, s) for s in stages if s.iters is not None or 'iters' in cfg.stages.get(s.name, {})],
+            'other_stages': [s.name for s in stages if s.iters is None and 'iters' not in cfg.stages.get(s.name, {})],
+            'eval': {s: {'input': data.eval_spec(s), 'output': 'label'} for s in evals}}
 
 # %% ../nbs/50_training.ipynb #61184c5a
 def _given(v): return None if isinstance(v, str) and v.lower() == 'none' else v
@@ -291,7 +498,7 @@ def _flag(hint)->dict:
     base = getattr(kinds[0], '__origin__', kinds[0])
     if base is bool: return dict(action=argparse.BooleanOptionalAction)
     if base is tuple: return dict(nargs='+', metavar='N')
-    if base is dict: return dict(type=json.loads, metavar='JSON')
+    if base is dict or (isinstance(base, type) and issubclass(base, Config)): return dict(type=json.loads, metavar='JSON')
     return dict(type=base if len(kinds) == len(_alternatives(hint)) else str, metavar=base.__name__.upper())
 
 # %% ../nbs/50_training.ipynb #802b4569
@@ -323,7 +530,7 @@ def train_cli(argv=None)->None:
     name, show = args.pop('recipe', None), args.pop('print_config', False)
     try:
         cfg = validate(resolve_config(name, **{k: _cli_value(k, v) for k, v in args.items()}))
-        if show: return print(json.dumps({**cfg.to_dict(), 'method_options': options(cfg).to_dict()}, indent=2))   # with the options' defaults
+        if show: return print(json.dumps({**cfg.to_dict(), 'method_options': options(cfg).to_dict(), 'protocol': protocol(cfg)}, indent=2))
         m = train(cfg)
     except (ValueError, KeyError, TypeError) as e: raise SystemExit(f"dass_train: {e.args[0] if e.args else e}")
     if is_main_process() and 'target_miou' in m:

@@ -59,7 +59,7 @@ class DAMethod:
     @classmethod
     def stages(cls, opts, kit)->list:
         "The method's pipeline for a run's `kit`: one training stage here."
-        return [Stage('train', lambda d: kit.train(kit.method(cls, kit.model(), opts), d))]
+        return [Stage('train', lambda d: kit.train(kit.method(cls, kit.model(), opts), d), kit.iters, cls.feed)]
 
     def optimizers(self)->list: return [self.opt]
 

@@ -178,7 +178,6 @@ class DepthDistOptions(MethodOptions):
     st_iters:int|None=None # self-training iterations; None: a third of `iters` (as 30k of 90k)
     confidence:float=0.9 # pseudo-label confidence threshold, all classes
     spatial_thresholds:list|None=None # [K] region sizes at 1280x760; None: the original's
-    single_lr_group:bool=False # the original's one SGD group: heads at the backbone's rate, not 10x
     head_scale:float=HEAD_SCALE # output multiplier of the depth and density heads (1: the original)
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #aac79694
@@ -189,7 +188,7 @@ class DepthDist(DAMethod):
     def __init__(self, model, num_classes:int, opts:DepthDistOptions|None=None, optim:Optim|None=None, **kwargs):
         o, optim = opts or self.Options(), optim or Optim()
         weights = CLASS_WEIGHTS.get(num_classes) if o.class_weights == 'original' else o.class_weights
-        super().__init__(attach_heads(model, o.density, o.head_scale), num_classes, o, optim=optim.update(head_mult=1.) if o.single_lr_group else optim,
+        super().__init__(attach_heads(model, o.density, o.head_scale), num_classes, o, optim=optim,
                          seg_loss=SegCELoss(class_weights=weights), **kwargs)
         self.adv = DomainAdversarial([FCDiscriminator(num_classes)], [o.lambda_adv], o.lr_d, device=self.device, names=('adv',))
         if o.density and (o.gmm is None or (o.gmm != 'original' and not Path(o.gmm).is_file())):
@@ -199,6 +198,9 @@ class DepthDist(DAMethod):
 
     @classmethod
     def network(cls, create, opts, num_classes:int, num_domains:int=1): return attach_heads(create(), opts.density, opts.head_scale)
+
+    @classmethod
+    def needs_positions(cls, opts)->bool: return opts.density   # the densities are read where a pixel was in its whole image
     def optimizers(self)->list: return [self.opt, self.adv.opt]
 
     def frame(self, pos:torch.Tensor|None, grid:tuple)->tuple:
@@ -249,18 +251,19 @@ class DepthDist(DAMethod):
         "GMM fit (when needed), training, depth metrics, pseudo labels and self-training (with `self_train`), export."
         src, train_ck, stages = kit.data.sources[0], kit.checkpoint('train'), []
         if o.density and o.gmm is None:
-            grid = lambda: _logits_grid(kit.create(weights=None), kit.data.crop)
+            grid = lambda: _logits_grid(kit.create(weights=None), kit.data.input('source').size())
             stages.append(Stage('gmm', lambda d: _gmm_stage(grid(), kit.data.dataset(src, train_split(src), depth=True), d, src.partition(':')[0], kit.seed)))
             o = o.update(gmm=str(kit.out_dir/'gmm'/'gmm.json'))
-        stages += [Stage('train', lambda d: kit.train(kit.method(cls, kit.model(), o), d)),
+        stages += [Stage('train', lambda d: kit.train(kit.method(cls, kit.model(), o), d), kit.iters, cls.feed),
                    Stage('depth_eval', lambda d: _depth_eval_stage(kit.model(init=train_ck), kit.data.val(src), kit.num_workers))]
         if o.self_train:
             refine = spatial_prior(kit.num_classes, kit.data.target_spec, o.spatial_thresholds) if o.spatial_prior else (lambda lab: lab)
             labels = lambda d: write_pseudo_labels(strip_heads(kit.model(init=train_ck)), kit.data.target(train=False), Path(d)/'labels',
                                                    torch.full((kit.num_classes,), o.confidence), kit.amp, kit.num_workers, refine=refine)
-            st = lambda d: kit.train(kit.method(SelfTraining, strip_heads(kit.model(init=train_ck))), d, o.st_iters or max(1, kit.iters // 3),
+            st_iters = o.st_iters or max(1, kit.iters // 3)
+            st = lambda d: kit.train(kit.method(SelfTraining, strip_heads(kit.model(init=train_ck))), d, st_iters,
                                      pseudo=kit.data.pseudo(kit.out_dir/'pseudo_labels'))
-            stages += [Stage('pseudo_labels', labels), Stage('self_train', st)]
+            stages += [Stage('pseudo_labels', labels), Stage('self_train', st, st_iters, SelfTraining.feed)]
         last = kit.checkpoint('self_train' if o.self_train else 'train')
         return stages + [Stage('export', lambda d: _export_stage(last, d))]
 
@@ -321,3 +324,33 @@ recipe('depth_distribution-7cls-cpu', "M4 with the 7-class protocol, self-traini
 recipe('depth_distribution-mapillary-cpu', "M4 towards Mapillary, 7 classes, with the original Mapillary experiment's options",
        origin={'method_options': 'METHODS.md §3.2 (train_UDA.py, Mapillary expid)'}, **{**_DEPTH_CPU, 'target': 'mapillary', 'num_classes': 7},
        method_options=dict(lambda_dep=1e-4, lambda_bal=5e-3, lambda_tar=1e-3, lambda_adv=1e-3, lr_d=1e-4, class_weights=None))
+
+def _depth_paper(size:tuple, target:str, K:int, st_iters:int, gmm_key:str, **opts)->dict:
+    "The run fields of the original's experiments (METHODS §3.2): `size` (h, w) both domains are resized to."
+    ev = {'resize_pad': list(size)} if target == 'mapillary' else list(size)
+    return dict(method='depth_distribution', source='synthia', target=target, num_classes=K, backbone='deeplabv2_r101_caffe', weights='imagenet',
+                iters=90000, lr=2.5e-4, head_mult=1., optimizer='sgd', momentum=0.9, weight_decay=5e-4, batch_size=1, target_batch_size=1,
+                world_size=1, source_input=dict(resize=size, flip=False), target_input=dict(resize=size, flip=False), eval_inputs={target: ev},
+                bn='affine_frozen', init_from='best', eval_every=1000, amp=None, stages={'self_train': dict(iters=st_iters, poly_max_iter=90000)},
+                method_options=dict(gmm='original', gmm_key=gmm_key, head_scale=1., st_iters=st_iters, **opts))
+_DEPTH_ORIGIN = {
+    'backbone': 'METHODS §3.3: DeepLab-v2 Caffe ResNet-101 (ResNetMultiDepth), DeepLab ImageNet init',
+    'iters': 'METHODS §3.2 MAX_ITERS = EARLY_STOP 90 000', 'lr': 'METHODS §3.2 LR 2.5e-4 (SGD, momentum 0.9, wd 5e-4, poly 0.9)',
+    'head_mult': 'METHODS §3.2: SGD(model.parameters()), one parameter group', 'batch_size': 'METHODS §3.2 BATCH 1 / 1',
+    'source_input': 'METHODS §3.2: PIL resize to the input size, no crop, no flip, no jitter; BGR minus the mean (the backbone\'s input_norm)',
+    'target_input': 'METHODS §3.2: Cityscapes resized 2048x1024 -> the input size (aspect changed); Mapillary resize_with_pad',
+    'eval_inputs': 'METHODS §3.2 TEST input / §3.9: logits bilinear to the label (2048x1024; Mapillary padded 1280x760)',
+    'bn': 'METHODS §3.2: affine parameters frozen, batch statistics (model.train())', 'init_from': 'METHODS §3.7: best on val, evaluated every 1000',
+    'eval_every': 'METHODS §3.2 SAVE_PRED_EVERY 1000', 'amp': 'FIDELITY §0: the original trains in fp32',
+    'world_size': 'METHODS §3.2: one GPU, batch 1', 'stages.self_train': 'METHODS §3.7: MAX_ITERS_SELFTRAIN of a poly against 90 000',
+    'method_options.gmm': 'METHODS §3.5: the original parameters (shipped in dass_nb/assets)', 'method_options.head_scale': 'METHODS §3.3: heads unscaled',
+    'method_options.st_iters': 'METHODS §3.2 MAX_ITERS_SELFTRAIN', 'method_options': 'METHODS §3.2 lambdas and LR_D of the experiment'}
+_MAP = dict(lambda_bal=5e-3, lambda_tar=1e-3, lambda_adv=1e-3, lr_d=1e-4, class_weights=None)
+for _name, _args, _doc in [
+        ('depth-synthia-cityscapes-16', ((760, 1280), 'cityscapes', 16, 30000, 'synthia2cityscapes_16cls'), 'experiment 1'),
+        ('depth-synthia-cityscapes-7', ((760, 1280), 'cityscapes', 7, 10000, 'synthia_7cls_161x96'), 'experiment 2'),
+        ('depth-synthia-cityscapes-7-small', ((320, 640), 'cityscapes', 7, 30000, 'synthia_7cls_small', dict(lambda_dep=1e-3)), 'experiment 3, 640x320'),
+        ('depth-synthia-mapillary-7', ((760, 1280), 'mapillary', 7, 30000, 'synthia_7cls_161x96', dict(lambda_dep=1e-4, **_MAP)), 'experiment 4'),
+        ('depth-synthia-mapillary-7-small', ((320, 640), 'mapillary', 7, 30000, 'synthia_7cls_small', dict(lambda_dep=1e-4, **_MAP)), 'experiment 5, 640x320')]:
+    recipe(_name, f"Depth distribution, SYNTHIA -> {_args[1].capitalize()}, {_args[2]} classes: the original's {_doc} (METHODS §3.2)",
+           origin=_DEPTH_ORIGIN, **_depth_paper(*_args[:5], **(_args[5] if len(_args) > 5 else {})))

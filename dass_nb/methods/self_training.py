@@ -93,4 +93,4 @@ class SelfTraining(DAMethod):
         if opts.init is None: raise ValueError("self_training needs method_options={'init': '<checkpoint of a trained network>'}")
         labels = lambda d: make_pseudo_labels(kit.model(init=opts.init), kit.data.target(train=False), d, opts.cap, kit.amp, kit.num_workers)
         train = lambda d: kit.train(kit.method(cls, kit.model(init=opts.init), opts), d, pseudo=kit.data.pseudo(d.parent/'pseudo_labels'))
-        return [Stage('pseudo_labels', labels), Stage('train', train)]
+        return [Stage('pseudo_labels', labels), Stage('train', train, kit.iters, cls.feed)]

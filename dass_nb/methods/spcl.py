@@ -104,8 +104,6 @@ class SPCLOptions(MethodOptions):
     contrastive_iters:float=0.4 # contrastive-stage iterations, a fraction of `iters`
     self_training:bool=True # end with pseudo labels of the contrastive network and self-training
     self_training_iters:float=0.2 # self-training iterations, a fraction of `iters`
-    ssl_lr_mult:float=1.0 # self-training learning rate: the run's `lr` times this
-    freeze_bn:bool=False # frozen BatchNorm in the warm-up and contrastive stages (on top of the run's `freeze_bn`)
     cap:float=0.9 # upper bound of the class-wise pseudo-label thresholds
 
 # %% ../../nbs/45_methods.spcl.ipynb #a26c9752
@@ -122,7 +120,7 @@ class SPCL(DAMethod):
         self.bank = PrototypeBank(num_classes, dim, opts.alpha, opts.reproduce, prototypes).to(self.device)
 
     @property
-    def feed(self)->Feed: return Feed.SOURCE_PSEUDO if self.opts.cl_target else Feed.SOURCE
+    def feed(self)->Feed: return Feed.SOURCE_PSEUDO if self.opts.cl_target else Feed.SOURCE_TARGET
 
     def source_losses(self, b)->dict:
         ls, o = super().source_losses(b), self.opts
@@ -133,7 +131,9 @@ class SPCL(DAMethod):
         return ls
 
     def target_losses(self, b)->dict:
-        if not self.opts.cl_target: return {}
+        if not self.opts.cl_target:     # the target still goes through BatchNorm, so the ablation differs in its loss only
+            with torch.no_grad(): self.forward(b.x_t)
+            return {}
         if b.pl_t is None: raise ValueError("SPCL's target contrastive loss needs pseudo-labelled target batches")
         out_t = self.forward(b.x_t)
         l = prototype_contrastive_loss(out_t.feats, labels_at(b.pl_t, out_t.feats.shape[-2:]), self.bank(), self.opts.temperature)
@@ -145,32 +145,56 @@ class SPCL(DAMethod):
     @classmethod
     def stages(cls, o:SPCLOptions, kit)->list:
         "Warm-up, prototypes, pseudo labels, contrastive, pseudo labels of the contrastive network, self-training (see below)."
-        frozen, n = (lambda m: m.freeze_bn()) if o.freeze_bn else None, lambda frac: max(1, round(frac * kit.iters))
+        n = lambda frac: max(1, round(frac * kit.iters))
         labels = lambda init: lambda d: make_pseudo_labels(kit.model(init=init), kit.data.target(train=False), d, o.cap, kit.amp, kit.num_workers)
         warm = AdaptSegNetOptions(lambda_adv=o.lambda_adv, src_temperature=o.src_temperature)
-        stages = [Stage('warmup', lambda d: kit.train(kit.method(AdaptSegNet, kit.model(setup=frozen), warm), d, n(o.warmup_iters)))]
+        stages = [Stage('warmup', lambda d: kit.train(kit.method(AdaptSegNet, kit.model(), warm), d, n(o.warmup_iters)), n(o.warmup_iters), AdaptSegNet.feed)]
         if o.cl_source or o.cl_target:
             protos = lambda d: prototype_stage(kit.model(init=kit.checkpoint('warmup')), kit.data.source(train=False), d, kit.amp, kit.num_workers)
             def contrastive(d):
-                m = kit.method(cls, kit.model(init=kit.checkpoint('warmup'), setup=frozen), o, prototypes=load_prototypes(kit.out_dir/'prototypes'))
+                m = kit.method(cls, kit.model(init=kit.checkpoint('warmup')), o, prototypes=load_prototypes(kit.out_dir/'prototypes'))
                 return kit.train(m, d, n(o.contrastive_iters), pseudo=kit.data.pseudo(kit.out_dir/'pseudo_labels') if o.cl_target else None)
             stages.append(Stage('prototypes', protos))
             if o.cl_target: stages.append(Stage('pseudo_labels', labels(kit.checkpoint('warmup'))))
-            stages.append(Stage('contrastive', contrastive))
+            stages.append(Stage('contrastive', contrastive, n(o.contrastive_iters), Feed.SOURCE_PSEUDO if o.cl_target else Feed.SOURCE_TARGET))
         if o.self_training:
             init = kit.checkpoint(stages[-1].name)     # the contrastive network, or the warm-up one without it
-            ssl = lambda d: kit.train(kit.method(SelfTraining, kit.model(init=init), lr_mult=o.ssl_lr_mult), d, n(o.self_training_iters),
+            ssl = lambda d: kit.train(kit.method(SelfTraining, kit.model(init=init)), d, n(o.self_training_iters),
                                       pseudo=kit.data.pseudo(kit.out_dir/'pseudo_labels_cl'))
-            stages += [Stage('pseudo_labels_cl', labels(init)), Stage('self_training', ssl)]
+            stages += [Stage('pseudo_labels_cl', labels(init)), Stage('self_training', ssl, n(o.self_training_iters), SelfTraining.feed)]
         return stages
 
 # %% ../../nbs/45_methods.spcl.ipynb #b94e81e0
 recipe('spcl-cpu', "SPCL on the built-in benchmark, synthetic GTA5 -> Cityscapes (`make train`): the CPU defaults, "
        "stages of 240/240/120 iterations", method='spcl')
-recipe('spcl-gta5-cityscapes', "SPCL, GTA5 -> Cityscapes, the paper's run fields (see the remaining differences above)",
-       origin={'iters': 'train_ours.py --num-steps-stop 40000', 'lr': 'train_ours.py --learning-rate 2.5e-4',
-               'batch_size': 'one image per GPU on 4 GPUs', 'method_options.freeze_bn': 'FrozenBatchNorm in warm-up and CL',
-               'method_options.ssl_lr_mult': 'SSL learning rate 5e-4', 'method_options.self_training_iters': 'SSL 20k iterations'},
-       method='spcl', backbone='deeplabv2_r101', weights='imagenet', iters=40000, lr=2.5e-4, optimizer='sgd', batch_size=1,
-       target_batch_size=1, crop=(512, 1024), scale=(1.0, 1.0), eval_size=(512, 1024),
-       method_options=dict(warmup_iters=1.0, contrastive_iters=1.0, self_training_iters=0.5, freeze_bn=True, ssl_lr_mult=2.0))
+_SPCL = dict(method='spcl', backbone='deeplabv2_r101', weights='imagenet', iters=40000, poly_max_iter=62500, lr=2.5e-4, head_mult=10.,
+             optimizer='sgd', momentum=0.9, weight_decay=5e-4, batch_size=1, target_batch_size=1, world_size=4, keep_batch='total',
+             target_input=dict(resize=(512, 1024), flip=False), eval_inputs={'cityscapes': [512, 1024]}, sampler='class_balanced',
+             bn='frozen', init_from='best', eval_every=2000, amp=None,
+             stages={'self_training': dict(iters=20000, poly_max_iter=31250, lr=5e-4, target_batch_size=2, bn='sync',
+                                           target_input=dict(resize=None, scale=(0.5, 1.5), crop=(512, 1024), flip=True, jitter=(0.5, 0.5, 0.5, 0.2)))},
+             method_options=dict(warmup_iters=1.0, contrastive_iters=1.0, self_training_iters=0.5))
+_SPCL_ORIGIN = {
+    'backbone': 'METHODS §1.3: torchvision ResNet-101, output stride 8, ASPP-v2 (6, 12, 18, 24) summed',
+    'weights': 'METHODS §1.2 MODEL.WEIGHTS: torchvision resnet101 ImageNet', 'iters': 'METHODS §1.2 STOP_ITER 40000 (adv, cl)',
+    'poly_max_iter': 'METHODS §1.2 MAX_ITER 62500 (adv, cl)', 'lr': 'METHODS §1.2 BASE_LR 2.5e-4 (adv, cl)',
+    'head_mult': 'METHODS §1.2: classifier at 10x lr', 'optimizer': 'METHODS §1.2 SGD', 'momentum': 'METHODS §1.2 0.9',
+    'weight_decay': 'METHODS §1.2 5e-4', 'batch_size': 'METHODS §1.2 BATCH_SIZE 8 = 1+1 per GPU on 4 GPUs',
+    'target_batch_size': 'METHODS §1.2: 1 target image per GPU', 'world_size': 'METHODS §1.2: 4 GPUs',
+    'keep_batch': "our choice: a run on fewer GPUs keeps the published total batch",
+    'source_input': 'METHODS §1.2: GTA5 resized to 1280x720, INPUT_SCALES (1, 1), HFLIP 0, source ColorJitter .5/.5/.5/.2',
+    'target_input': 'METHODS §1.2: Cityscapes resized to 1024x512, HFLIP 0, no jitter on target',
+    'eval_inputs': 'METHODS §1.10: Cityscapes val at 1024x512, logits bilinear to the 2048x1024 label',
+    'sampler': 'METHODS §1.9: class-balanced GTA5 sampling in training (sub-epochs of 3000)',
+    'bn': 'METHODS §1.2 MODEL.FREEZE_BN True (adv, cl): FrozenBatchNorm2d', 'init_from': 'METHODS §1.8: each stage from the previous model_best.pth',
+    'eval_every': 'METHODS §1.2 CHECKPOINT_PERIOD 2000', 'amp': 'FIDELITY §0: the original trains in fp32 (bf16 is an opt-in override)',
+    'stages.self_training': 'METHODS §1.8 / §1.2 tgt_ssl: 20k of a 31.25k poly, LR 5e-4, 2 target images per GPU, SyncBN, '
+                            'RandomScale 0.5-1.5 of 2048x1024, crop 512x1024, flip 0.5, ColorJitter .5/.5/.5/.2',
+    'method_options': 'METHODS §1.2: warm-up 40k, contrastive 40k, self-training 20k iterations'}
+recipe('spcl-gta5-cityscapes', "SPCL, GTA5 -> Cityscapes: the original's protocol (train_ours.py and its configs, METHODS §1)",
+       origin={**_SPCL_ORIGIN, 'source': 'METHODS §1.9 GTA5 (24 966 images)'},
+       **_SPCL, source='gta5', target='cityscapes', num_classes=19, source_input=dict(resize=(720, 1280), flip=False, jitter=(0.5, 0.5, 0.5, 0.2)))
+recipe('spcl-synthia-cityscapes', "SPCL, SYNTHIA -> Cityscapes, 16 classes: the GTA5 protocol with SYNTHIA at 1280x760 (no SYNTHIA config ships)",
+       origin={**_SPCL_ORIGIN, 'num_classes': 'METHODS §1.9: MODEL.NUM_CLASSES 16', 'source_input': 'METHODS §1.9: SOURCE_INPUT_SIZE_TRAIN (1280, 760) '
+               '("probably": no SYNTHIA config shipped), otherwise as GTA5'},
+       **_SPCL, source='synthia', target='cityscapes', num_classes=16, source_input=dict(resize=(760, 1280), flip=False, jitter=(0.5, 0.5, 0.5, 0.2)))
