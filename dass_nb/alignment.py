@@ -20,6 +20,12 @@ def _join(s, t):
     if torch.is_tensor(s): return torch.cat([s, t])
     return type(s)(_join(a, b) for a, b in zip(s, t)) if isinstance(s, (list, tuple)) else s
 
+def _joinable(s, t)->bool:
+    "Whether `s` and `t` can go through a discriminator as one batch: tensors alike but for the batch, anything else equal."
+    if torch.is_tensor(s): return torch.is_tensor(t) and s.shape[1:] == t.shape[1:]
+    if isinstance(s, (list, tuple)): return isinstance(t, (list, tuple)) and len(s) == len(t) and all(map(_joinable, s, t))
+    return s == t
+
 def _batch(x)->int: return len(x) if torch.is_tensor(x) else _batch(x[0])
 
 def _call(d:nn.Module, x): return d(*x) if isinstance(x, tuple) else d(x)
@@ -53,11 +59,17 @@ class DomainAdversarial:
     def step(self, amp)->dict:
         "One discriminator step on the kept source (label 0) and target (label 1) inputs, half weight each."
         self.discs.requires_grad_(True)
-        losses = {}
+        losses, joint = {}, {}
         for n, d, s, t in zip(self.d_names, self.discs_ddp, self.inputs_s, self.inputs_t):
-            o, k = _call(d, _join(s, t)), _batch(s)
-            losses[n] = 0.5 * bce_to(o[:k], SOURCE_LABEL) + 0.5 * bce_to(o[k:], TARGET_LABEL)
-        amp.backward(sum(losses.values())); amp.step(self.opt)
+            if _joinable(s, t):
+                o, k = _call(d, _join(s, t)), _batch(s)
+                joint[n] = losses[n] = 0.5 * bce_to(o[:k], SOURCE_LABEL) + 0.5 * bce_to(o[k:], TARGET_LABEL)
+            else:   # different sizes: one forward and its backward per domain (DDP allows no second forward before a backward)
+                ls = 0.5 * bce_to(_call(d, s), SOURCE_LABEL); amp.backward(ls)
+                lt = 0.5 * bce_to(_call(d, t), TARGET_LABEL); amp.backward(lt)
+                losses[n] = (ls + lt).detach()
+        if joint: amp.backward(sum(joint.values()))
+        amp.step(self.opt)
         return losses
 
     def state_dict(self)->dict: return {'discs': self.discs.state_dict(), 'opt': self.opt.state_dict()}

@@ -9,7 +9,8 @@ from conftest import ROOT
 
 GOLDEN = json.loads((ROOT/'tests'/'golden'/'b104ccb.json').read_text())
 # the options of b104ccb's runs, in today's names
-NEW_OPTIONS = {'depth_m1': {'density': False, 'self_train': False, 'spatial_prior': False},
+NEW_OPTIONS = {'advent': {'multi_level': False}, 'minent': {'multi_level': False},   # b104ccb's single level (the defaults are now the originals')
+               'depth_m1': {'density': False, 'self_train': False, 'spatial_prior': False},
                'mlfa': {'stride': 1, 'translation': {'iters': 3, 'crop': [32, 32], 'ngf': 8, 'n_blocks': 1, 'ndf': 8}}}
 IGNORED = ('seconds', 'gmm', 'spec', 'from', 'reused_from', 'init')   # times and absolute paths (`init`: the checkpoint a stage started from)
 

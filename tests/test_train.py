@@ -63,7 +63,7 @@ def test_papermill_injects_parameters(tiny_bench, tmp_path):
     injected = [c for c in nb['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
     assert len(injected) == 1 and "recipe = \"minent-cpu\"" in ''.join(injected[0]['source'])
     m = json.loads((tmp_path/'pm'/'metrics.json').read_text())
-    assert (m['method'], m['iters'], m['config']['method_options'], m['config']['recipe']) == ('minent', 3, {'lambda_ent': 0.01}, 'minent-cpu')
+    assert (m['method'], m['iters'], m['config']['method_options'], m['config']['recipe']) == ('minent', 3, {'multi_level': False, 'lambda_ent': 0.01}, 'minent-cpu')
     assert (tmp_path/'pm'/'per_class_iou.csv').exists() and (tmp_path/'pm'/'qualitative.png').exists()
 
 @pytest.mark.parametrize('flags, message', [

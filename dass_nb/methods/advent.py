@@ -6,17 +6,26 @@
 from __future__ import annotations
 from ..core import METHODS, recipe
 from ..losses import entropy_map
-from .adaptsegnet import AdaptSegNet
+import dataclasses
+from .adaptsegnet import AdaptSegNet, AdaptSegNetOptions
 
 # %% auto #0
-__all__ = ['AdvEnt']
+__all__ = ['AdvEntOptions', 'AdvEnt']
+
+# %% ../../nbs/42_methods.advent.ipynb #6c1e0b27
+@dataclasses.dataclass
+class AdvEntOptions(AdaptSegNetOptions):
+    "ADVENT's options: AdaptSegNet's, multi-level by default as the original (`MULTI_LEVEL=True`)."
+    multi_level:bool=True # also align the auxiliary (layer-3) output (λ `lambda_adv_aux`, seg-aux `lambda_seg_aux`)
 
 # %% ../../nbs/42_methods.advent.ipynb #9f06393e
 @METHODS.register('advent')
 class AdvEnt(AdaptSegNet):
     "Adversarial entropy minimisation: discriminators on the weighted self-information maps."
+    Options = AdvEntOptions
     def d_inputs(self, out, size, temperature:float=1.)->list:
         return [entropy_map(p) for p in super().d_inputs(out, size, temperature)]
 
 # %% ../../nbs/42_methods.advent.ipynb #949f55cf
-recipe('advent-cpu', "AdvEnt (single level) on the built-in benchmark, synthetic GTA5 -> Cityscapes: the CPU defaults", method='advent')
+recipe('advent-cpu', "AdvEnt (single level) on the built-in benchmark, synthetic GTA5 -> Cityscapes: the CPU defaults", method='advent',
+       method_options=dict(multi_level=False), origin={'method_options.multi_level': "this project's CPU benchmark (single level)"})

@@ -16,18 +16,32 @@ __all__ = ['MinEntOptions', 'MinEnt']
 @dataclasses.dataclass
 class MinEntOptions(MethodOptions):
     "MinEnt's options."
-    lambda_ent:float=0.001 # weight of the target entropy
+    lambda_ent:float=0.001 # weight of the main output's target entropy (LAMBDA_ENT_MAIN)
+    multi_level:bool=True # also the auxiliary (layer-3) output: its target entropy and source CE (ADVENT's MULTI_LEVEL)
+    lambda_ent_aux:float=0.0002 # weight of the auxiliary output's target entropy (LAMBDA_ENT_AUX)
+    lambda_seg_aux:float=0.1 # weight of the auxiliary output's source cross-entropy (LAMBDA_SEG_AUX)
 
 # %% ../../nbs/43_methods.minent.ipynb #7be6e285
 @METHODS.register('minent')
 class MinEnt(DAMethod):
-    "Entropy minimisation on target predictions."
+    "Entropy minimisation on target predictions, of the main and (with `multi_level`) the auxiliary output."
     Options = MinEntOptions
     entropy = EntropyLoss()
 
+    @classmethod
+    def network(cls, create, opts, num_classes:int, num_domains:int=1): return create(**({'multi_level': True} if opts.multi_level else {}))
+
+    def source_losses(self, b)->dict:
+        ls = super().source_losses(b)
+        if self.opts.multi_level: ls['seg_aux'] = self.opts.lambda_seg_aux * self.seg_loss(self.out_s.aux_logits.float(), b.y_s)
+        return ls
+
     def target_losses(self, b)->dict:
-        out_t = self.forward(b.x_t)
-        return {'ent': self.opts.lambda_ent * self.entropy(upsample(out_t.logits.float(), b.x_t.shape[-2:]))}
+        o, out_t, size = self.opts, self.forward(b.x_t), b.x_t.shape[-2:]
+        ls = {'ent': o.lambda_ent * self.entropy(upsample(out_t.logits.float(), size))}
+        if o.multi_level: ls['ent_aux'] = o.lambda_ent_aux * self.entropy(upsample(out_t.aux_logits.float(), size))
+        return ls
 
 # %% ../../nbs/43_methods.minent.ipynb #b9cd68ed
-recipe('minent-cpu', "MinEnt on the built-in benchmark, synthetic GTA5 -> Cityscapes: the CPU defaults", method='minent')
+recipe('minent-cpu', "MinEnt (single level) on the built-in benchmark, synthetic GTA5 -> Cityscapes: the CPU defaults", method='minent',
+       method_options=dict(multi_level=False), origin={'method_options.multi_level': "this project's CPU benchmark (single level)"})
