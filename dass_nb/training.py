@@ -60,6 +60,7 @@ class TrainConfig(Config):
     target:str='cityscapes' # target dataset adapted to (its train split) and evaluated on (its val split)
     eval_targets:str='' # extra datasets evaluated at the end, comma-separated (DG: 'cityscapes,bdd100k,mapillary')
     backbone:str='deeplab_effl0' # registered model (see `MODELS`)
+    model_options:dict=dataclasses.field(default_factory=dict) # keyword arguments of the model's entrypoint, e.g. {'aspp_rates': [6, 12]}
     weights:str|None='imagenet' # backbone initialisation: 'imagenet', None, or a path to a state dict
     num_classes:int=19 # class protocol: 19, 16 (SYNTHIA) or 7
     iters:int=600 # training iterations of the main stage
@@ -191,7 +192,7 @@ def validate(cfg:TrainConfig)->TrainConfig:
 # %% ../nbs/50_training.ipynb #972a9e25
 def _create(cfg:TrainConfig, pretrained:bool=True):
     "`create(**model_options)`: the run's model entrypoint, ImageNet-initialised (`cfg.weights`) when `pretrained`."
-    return partial(MODELS.create, cfg.backbone, num_classes=cfg.num_classes, weights=cfg.weights if pretrained else None)
+    return partial(MODELS.create, cfg.backbone, num_classes=cfg.num_classes, weights=cfg.weights if pretrained else None, **cfg.model_options)
 
 def _load_model_weights(model:nn.Module, ckpt):
     ck = load_checkpoint(ckpt, restore_rng=False)

@@ -111,3 +111,43 @@ def test_every_named_paper_recipe_exists_and_is_checked():
              'depth-synthia-mapillary-7-small', 'spc-gta5', 'spc-gta5+synthia', 'spc-gta5+synthia+idd', 'dg_baseline-gta5+synthia',
              'ibn-gta5+synthia', 'mlfa-gta5-cityscapes', 'mlfa-gta5-cityscapes-lsgan'}
     assert named <= set(paper_recipes()), sorted(named - set(paper_recipes()))
+
+SMALL = (32, 64)
+
+def _small_input(i:dict|None)->dict|None:
+    "The same input at a small size: a resize and a crop become SMALL, scale, flip and jitter stay."
+    if i is None: return None
+    return {**i, **{k: SMALL for k in ('resize', 'crop') if i.get(k)}}
+
+def _small_eval(spec):
+    if isinstance(spec, dict) and 'resize_pad' in spec: return {'resize_pad': list(SMALL)}
+    if isinstance(spec, dict): return {'resize_height': SMALL[0], 'center_crop': SMALL[0]}
+    return list(SMALL) if isinstance(spec, (list, tuple)) else spec
+
+def small_override(name:str)->dict:
+    "Fields that make recipe `name` a CPU run of two iterations per training stage on small images; the rest is the recipe's."
+    f = RECIPES.get(name).fields
+    stages = {s: {**o, **{k: 2 for k in ('iters',) if k in o}, **{k: 1 for k in ('batch_size', 'target_batch_size') if k in o},
+                  **{k: _small_input(o[k]) for k in ('source_input', 'target_input') if k in o}} for s, o in f.get('stages', {}).items()}
+    opts = {'st_iters': 2} if f.get('method') == 'depth_distribution' else {}
+    if f.get('method') == 'mlfa': opts = {'translation': {'iters': 2, 'crop': [32, 32], 'ngf': 8, 'n_blocks': 1, 'ndf': 8}}
+    return dict(iters=2, batch_size=1, target_batch_size=1, crop=SMALL, weights=None, amp=None, world_size=1, eval_every=0,
+                num_workers=0, device='cpu', log_every=1, stages=stages, method_options=opts,
+                source_input=_small_input(f.get('source_input')), target_input=_small_input(f.get('target_input')),
+                eval_inputs={k: _small_eval(v) for k, v in f.get('eval_inputs', {}).items()})
+
+@pytest.fixture(scope='module')
+def bench(tmp_path_factory):
+    from dass_nb.data.synthetic import ensure_benchmark
+    return ensure_benchmark(tmp_path_factory.mktemp('recipes'), domains='gta5,synthia,cityscapes,mapillary,bdd100k,idd', scale=0.004, H=64, W=128)
+
+@pytest.mark.parametrize('name', sorted(n for n in RECIPES if n != 'self_training-cpu'))
+def test_every_recipe_runs_end_to_end(bench, tmp_path, name):
+    from dass_nb.training import train
+    cfg = resolve_config(name, data_root=str(bench), out_dir=str(tmp_path/'run'), **small_override(name))
+    p = protocol(cfg)
+    assert all(1 <= s['iters'] <= 2 for s in p['stages']), [(s['name'], s['iters']) for s in p['stages']]
+    m = train(cfg)
+    assert list(m['stages']) == [s for s in m['stages'] if s in {x['name'] for x in p['stages']} | set(p['other_stages'])]
+    assert set(m['stages']) == {s['name'] for s in p['stages']} | set(p['other_stages'])
+    assert 0 <= m['target_miou'] <= 100

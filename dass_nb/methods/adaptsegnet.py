@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ..core import METHODS, recipe
 from ..losses import upsample, SegCELoss
 from ..alignment import DomainAdversarial
-from .base import DAMethod, MethodOptions
+from .base import DAMethod, MethodOptions, DEEPLAB_UDA, DEEPLAB_UDA_ORIGIN
 from ..models import FCDiscriminator
 
 # %% auto #0
@@ -64,3 +64,11 @@ class AdaptSegNet(DAMethod):
 
 # %% ../../nbs/41_methods.adaptsegnet.ipynb #a625a664
 recipe('adaptsegnet-cpu', "AdaptSegNet (single level) on the built-in benchmark, synthetic GTA5 -> Cityscapes: the CPU defaults", method='adaptsegnet')
+recipe('adaptsegnet-gta5-cityscapes', "AdaptSegNet, GTA5 -> Cityscapes, multi-level: the original's protocol (METHODS §5.3)",
+       origin={**DEEPLAB_UDA_ORIGIN, 'iters': 'METHODS §5.3 AdaptSegNet: stop at 150k', 'poly_max_iter': 'METHODS §5.3 AdaptSegNet: 250k',
+               'model_options': "METHODS §0.8: AdaptSegNet's classifier uses only the rates 6 and 12 (return inside the loop)",
+               'method_options': 'METHODS §5.3 AdaptSegNet: multi-level, lambda_adv 0.001 (conv5) / 0.0002 (conv4), seg-aux 0.1, D lr 1e-4',
+               'init_from': "our choice: best on val, as ADVENT's protocol (AdaptSegNet snapshots and is evaluated by hand)",
+               'eval_every': "our choice: every 2000 iterations, as ADVENT"},
+       method='adaptsegnet', **{**DEEPLAB_UDA, 'iters': 150000}, model_options={'aspp_rates': (6, 12)},
+       method_options=dict(multi_level=True, lambda_adv=0.001, lambda_adv_aux=0.0002, lambda_seg_aux=0.1, lr_d=1e-4))

@@ -8,6 +8,7 @@ from ..core import METHODS, recipe
 from ..losses import entropy_map
 import dataclasses
 from .adaptsegnet import AdaptSegNet, AdaptSegNetOptions
+from .base import DEEPLAB_UDA, DEEPLAB_UDA_ORIGIN
 
 # %% auto #0
 __all__ = ['AdvEntOptions', 'AdvEnt']
@@ -29,3 +30,12 @@ class AdvEnt(AdaptSegNet):
 # %% ../../nbs/42_methods.advent.ipynb #949f55cf
 recipe('advent-cpu', "AdvEnt (single level) on the built-in benchmark, synthetic GTA5 -> Cityscapes: the CPU defaults", method='advent',
        method_options=dict(multi_level=False), origin={'method_options.multi_level': "this project's CPU benchmark (single level)"})
+recipe('advent-gta5-cityscapes', "AdvEnt, GTA5 -> Cityscapes, multi-level: ADVENT's protocol (METHODS §5.3)",
+       origin={**DEEPLAB_UDA_ORIGIN, 'method_options': 'METHODS §5.3 ADVENT: MULTI_LEVEL, lambda_adv 0.001 main / 0.0002 aux, seg-aux 0.1, D Adam 1e-4'},
+       method='advent', **DEEPLAB_UDA, method_options=dict(multi_level=True, lambda_adv=0.001, lambda_adv_aux=0.0002, lambda_seg_aux=0.1, lr_d=1e-4))
+recipe('advent-synthia-cityscapes', "AdvEnt, SYNTHIA -> Cityscapes, 16 classes, multi-level: ADVENT's protocol with SYNTHIA at 760x1280",
+       origin={**DEEPLAB_UDA_ORIGIN, 'source': 'the experiment: SYNTHIA -> Cityscapes', 'num_classes': 'METHODS §6.2: the 16-class SYNTHIA protocol',
+               'source_input': 'METHODS §1.9 / §3.2: SYNTHIA images at 1280x760, resized, no flip',
+               'method_options': 'METHODS §5.3 ADVENT: MULTI_LEVEL, lambda_adv 0.001 main / 0.0002 aux, seg-aux 0.1, D Adam 1e-4'},
+       method='advent', **{**DEEPLAB_UDA, 'source': 'synthia', 'num_classes': 16, 'source_input': dict(resize=(760, 1280), flip=False)},
+       method_options=dict(multi_level=True, lambda_adv=0.001, lambda_adv_aux=0.0002, lambda_seg_aux=0.1, lr_d=1e-4))

@@ -12,7 +12,7 @@ from ..engine import AMP, Optim, Stage, ddp, unwrap
 from ..losses import SegCELoss
 
 # %% auto #0
-__all__ = ['Feed', 'MethodOptions', 'DAMethod', 'SourceOnly', 'Oracle']
+__all__ = ['DEEPLAB_UDA', 'DEEPLAB_UDA_ORIGIN', 'Feed', 'MethodOptions', 'DAMethod', 'SourceOnly', 'Oracle']
 
 # %% ../../nbs/40_methods.base.ipynb #3ff0a196
 class Feed(enum.Enum):
@@ -120,3 +120,23 @@ class Oracle(DAMethod):
 # %% ../../nbs/40_methods.base.ipynb #f6fbc7cc
 recipe('source_only-cpu', "source-only on the built-in benchmark, synthetic GTA5 -> Cityscapes: the CPU defaults", method='source_only')
 recipe('oracle-cpu', "the oracle (target labels) on the built-in benchmark, Cityscapes train -> val: the CPU defaults", method='oracle')
+
+# %% ../../nbs/40_methods.base.ipynb #40b0c002
+DEEPLAB_UDA = dict(backbone='deeplabv2_r101_caffe', weights='imagenet', source='gta5', target='cityscapes', num_classes=19,
+                   iters=120000, poly_max_iter=250000, lr=2.5e-4, head_mult=10., optimizer='sgd', momentum=0.9, weight_decay=5e-4,
+                   batch_size=1, target_batch_size=1, world_size=1, source_input=dict(resize=(720, 1280), flip=False),
+                   target_input=dict(resize=(512, 1024), flip=False), eval_inputs={'cityscapes': [512, 1024]}, bn='affine_frozen',
+                   init_from='best', eval_every=2000, amp=None)
+DEEPLAB_UDA_ORIGIN = {
+    'method': "the paper's method", 'source': 'the experiment: GTA5 -> Cityscapes', 'target': 'the experiment: GTA5 -> Cityscapes',
+    'num_classes': 'METHODS §6.1: the 19 Cityscapes classes', 'backbone': 'METHODS §5.3 / FIDELITY §0: the DeepLab Caffe ResNet-101 (ResNetMulti)',
+    'weights': 'METHODS §3.1: DeepLab_resnet_pretrained_imagenet.pth, as ADVENT/DADA', 'iters': 'METHODS §5.3 ADVENT EARLY_STOP 120k',
+    'poly_max_iter': 'METHODS §5.3 MAX_ITERS 250k', 'lr': 'METHODS §5.3 SGD 2.5e-4', 'head_mult': 'METHODS §5.3 head 10x',
+    'optimizer': 'METHODS §5.3 SGD', 'momentum': 'METHODS §3.2 (the ADVENT lineage) 0.9', 'weight_decay': 'METHODS §3.2 (the ADVENT lineage) 5e-4',
+    'batch_size': 'METHODS §5.3 batch 1+1', 'target_batch_size': 'METHODS §5.3 batch 1+1', 'world_size': 'METHODS §5.3: one GPU, batch 1+1',
+    'source_input': 'METHODS §5.3 / §6 table: source resized to 1280x720, no crop, no flip; BGR minus the Caffe mean',
+    'target_input': 'METHODS §5.3: target resized to 1024x512', 'eval_inputs': 'METHODS §6 table: 1024x512 -> 2048x1024',
+    'bn': 'METHODS §3.2: ADVENT behaviour, affine frozen, batch statistics', 'init_from': "METHODS §5.3 TEST.MODE 'best'",
+    'eval_every': 'METHODS §5.3: every 2000 iterations on val', 'amp': 'FIDELITY §0: the original trains in fp32'}
+recipe('source_only-gta5-cityscapes', "source-only, GTA5 -> Cityscapes, trained as ADVENT trains DeepLab-v2 (METHODS §5.3), without adaptation",
+       origin={**DEEPLAB_UDA_ORIGIN, 'method': "our choice: the lower bound, with the ADVENT lineage's protocol"}, method='source_only', **DEEPLAB_UDA)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from ..core import METHODS, recipe
 from ..losses import upsample, EntropyLoss
-from .base import DAMethod, MethodOptions
+from .base import DAMethod, MethodOptions, DEEPLAB_UDA, DEEPLAB_UDA_ORIGIN
 
 # %% auto #0
 __all__ = ['MinEntOptions', 'MinEnt']
@@ -45,3 +45,6 @@ class MinEnt(DAMethod):
 # %% ../../nbs/43_methods.minent.ipynb #b9cd68ed
 recipe('minent-cpu', "MinEnt (single level) on the built-in benchmark, synthetic GTA5 -> Cityscapes: the CPU defaults", method='minent',
        method_options=dict(multi_level=False), origin={'method_options.multi_level': "this project's CPU benchmark (single level)"})
+recipe('minent-gta5-cityscapes', "MinEnt, GTA5 -> Cityscapes, multi-level: ADVENT's train_minent on its protocol (METHODS §5.3)",
+       origin={**DEEPLAB_UDA_ORIGIN, 'method_options': 'FIDELITY §5 / METHODS §5.3 train_minent: lambda_ent 0.001 main / 0.0002 aux, seg-aux 0.1'},
+       method='minent', **DEEPLAB_UDA, method_options=dict(multi_level=True, lambda_ent=0.001, lambda_ent_aux=0.0002, lambda_seg_aux=0.1))
