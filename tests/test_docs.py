@@ -120,6 +120,17 @@ def test_reports_show_their_stored_figures(site):
         assert soup.select_one('h1.title').get_text().endswith(': report')
         assert any(i['src'].startswith('data:image/png') for i in soup.find_all('img')), nb.name
 
+def test_recipe_cards(site):
+    "The recipes page shows one card per paper recipe, each field with its value and origin as the recipe holds them now."
+    from dass_nb.recipes import paper_recipes, card_rows
+    soup = BeautifulSoup((site[0] / 'recipes.html').read_text(), 'html.parser')
+    tables = {t.find_previous(['h3']).get_text().strip(): t for t in soup.find_all('table') if t.find_previous(['h3'])}
+    for name in paper_recipes():
+        assert name in tables, f"no card for {name}: re-run nbs/53_recipes.ipynb"
+        rows = [[td.get_text() for td in tr.find_all('td')] for tr in tables[name].find_all('tr')[1:]]
+        want = [[f, v.replace('\\|', '|'), o] for f, v, o in card_rows(name)]
+        assert rows == want, f"{name}'s card is stale: re-run nbs/53_recipes.ipynb"
+
 def test_no_external_resources(site):
     "Offline: stylesheets, scripts and images all come from the site folder or the page itself."
     dest, pages, _ = site
@@ -168,7 +179,7 @@ def _check_rendered(im:Image.Image, name:str):
 def test_pages_render_in_chromium(site, tmp_path):
     exe, dest = _chromium(), site[0]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for name in ('index', 'core'):
+    for name in ('index', 'core', 'recipes'):
         im = _screenshot(exe, dest / f'{name}.html', tmp_path / f'{name}.png', tmp_path)
         shutil.copy(tmp_path / f'{name}.png', SHOTS / f'{name}.png')
         _check_rendered(im, name)

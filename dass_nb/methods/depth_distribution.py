@@ -334,6 +334,11 @@ def _depth_paper(size:tuple, target:str, K:int, st_iters:int, gmm_key:str, **opt
                 bn='affine_frozen', init_from='best', eval_every=1000, amp=None, stages={'self_train': dict(iters=st_iters, poly_max_iter=90000)},
                 method_options=dict(gmm='original', gmm_key=gmm_key, head_scale=1., st_iters=st_iters, **opts))
 _DEPTH_ORIGIN = {
+    'method': "the paper's method (M4: density, self-training, spatial prior)", 'source': 'METHODS §3.1: SYNTHIA-RAND-CITYSCAPES',
+    'target': 'METHODS §3.1 experiment ids: Cityscapes (1-3) or Mapillary (4, 5)', 'num_classes': 'METHODS §3.1: 16 (experiment 1) or 7 classes',
+    'weights': 'METHODS §3.1: DeepLab_resnet_pretrained_imagenet.pth (Caffe DeepLab), layer5 dropped',
+    'optimizer': 'METHODS §3.2 SGD', 'momentum': 'METHODS §3.2 momentum 0.9', 'weight_decay': 'METHODS §3.2 wd 5e-4',
+    'target_batch_size': 'METHODS §3.2 BATCH 1 / 1',
     'backbone': 'METHODS §3.3: DeepLab-v2 Caffe ResNet-101 (ResNetMultiDepth), DeepLab ImageNet init',
     'iters': 'METHODS §3.2 MAX_ITERS = EARLY_STOP 90 000', 'lr': 'METHODS §3.2 LR 2.5e-4 (SGD, momentum 0.9, wd 5e-4, poly 0.9)',
     'head_mult': 'METHODS §3.2: SGD(model.parameters()), one parameter group', 'batch_size': 'METHODS §3.2 BATCH 1 / 1',

@@ -175,6 +175,8 @@ _SPCL = dict(method='spcl', backbone='deeplabv2_r101', weights='imagenet', iters
                                            target_input=dict(resize=None, scale=(0.5, 1.5), crop=(512, 1024), flip=True, jitter=(0.5, 0.5, 0.5, 0.2)))},
              method_options=dict(warmup_iters=1.0, contrastive_iters=1.0, self_training_iters=0.5))
 _SPCL_ORIGIN = {
+    'method': "the paper's method: warm-up, contrastive stage, self-training (METHODS §1.1)", 'target': 'METHODS §1.9: Cityscapes train 2975 / val 500',
+    'num_classes': 'METHODS §6.1: the 19 Cityscapes classes',
     'backbone': 'METHODS §1.3: torchvision ResNet-101, output stride 8, ASPP-v2 (6, 12, 18, 24) summed',
     'weights': 'METHODS §1.2 MODEL.WEIGHTS: torchvision resnet101 ImageNet', 'iters': 'METHODS §1.2 STOP_ITER 40000 (adv, cl)',
     'poly_max_iter': 'METHODS §1.2 MAX_ITER 62500 (adv, cl)', 'lr': 'METHODS §1.2 BASE_LR 2.5e-4 (adv, cl)',
@@ -195,6 +197,6 @@ recipe('spcl-gta5-cityscapes', "SPCL, GTA5 -> Cityscapes: the original's protoco
        origin={**_SPCL_ORIGIN, 'source': 'METHODS §1.9 GTA5 (24 966 images)'},
        **_SPCL, source='gta5', target='cityscapes', num_classes=19, source_input=dict(resize=(720, 1280), flip=False, jitter=(0.5, 0.5, 0.5, 0.2)))
 recipe('spcl-synthia-cityscapes', "SPCL, SYNTHIA -> Cityscapes, 16 classes: the GTA5 protocol with SYNTHIA at 1280x760 (no SYNTHIA config ships)",
-       origin={**_SPCL_ORIGIN, 'num_classes': 'METHODS §1.9: MODEL.NUM_CLASSES 16', 'source_input': 'METHODS §1.9: SOURCE_INPUT_SIZE_TRAIN (1280, 760) '
+       origin={**_SPCL_ORIGIN, 'num_classes': 'METHODS §1.9: MODEL.NUM_CLASSES 16', 'source': 'METHODS §1.9: SYNTHIA RAND_CITYSCAPES', 'source_input': 'METHODS §1.9: SOURCE_INPUT_SIZE_TRAIN (1280, 760) '
                '("probably": no SYNTHIA config shipped), otherwise as GTA5'},
        **_SPCL, source='synthia', target='cityscapes', num_classes=16, source_input=dict(resize=(760, 1280), flip=False, jitter=(0.5, 0.5, 0.5, 0.2)))
