@@ -11,7 +11,7 @@ from ..core import METHODS, recipe
 from ..engine import Stage, unwrap
 from ..alignment import DomainAdversarial
 from .base import DAMethod, MethodOptions
-from .translation import TranslationOptions, translation_stage, translated_source
+from .translation import TranslationOptions, TRANSLATION_LOSSES, translation_stage, translated_source
 from ..models import MultiLevelFeatureDiscriminator
 
 # %% auto #0
@@ -90,9 +90,20 @@ def _reuse_translation(folder)->dict:
 # %% ../../nbs/49_methods.mlfa.ipynb #75e93f20
 recipe('mlfa-cpu', "MLFA on the built-in benchmark, synthetic GTA5 -> Cityscapes: 300 iterations at 4 + 4 crops of 128x256 "
        "after a 2000-step CycleGAN (the table below)", method='mlfa', iters=300, crop=(128, 256))
-recipe('mlfa-gta5-cityscapes', "MLFA, GTA5 -> Cityscapes: CycleGAN at CycleGAN/TLlib's size, then DeepLab-v2 ResNet-101 as AdaptSegNet trains it",
-       origin={'method_options.translation': 'CycleGAN resnet_9blocks, 70x70 PatchGAN, lambda_cyc 10, lambda_id 0.5 lambda_cyc; TLlib cyclegan recipe',
-               'method_options.translation.resize': "this project's choice (TLlib's load size is not recorded)",
-               'lr': 'AdaptSegNet 2.5e-4', 'crop': 'AdaptSegNet 512x1024'},
-       method='mlfa', backbone='deeplabv2_r101', lr=2.5e-4, crop=(512, 1024), batch_size=1, target_batch_size=1,
-       method_options=dict(translation=dict(ngf=64, n_blocks=9, ndf=64, n_layers=3, crop=(256, 256), resize=(512, 1024), iters=200_000)))
+_GTA5_CS = dict(method='mlfa', backbone='deeplabv2_r101', lr=2.5e-4, crop=(512, 1024), batch_size=1, target_batch_size=1)
+_CYCLEGAN_GPU = dict(ngf=64, n_blocks=9, ndf=64, n_layers=3, crop=(256, 256), resize=(512, 1024), iters=200_000)
+_ORIGIN = {'method_options.translation': "CycleGAN's reference code: resnet_9blocks, 70x70 PatchGAN, lambda_cyc 10, 256x256 crops "
+                                        "(the MLFA slides give no architecture; TLlib's cyclegan recipe uses unet_256)",
+           'method_options.translation.resize': "this project's choice (TLlib's load size is not recorded); the translation runs at it too",
+           'method_options.translation.iters': "TLlib's cyclegan schedule, 20 + 20 epochs of 5000 iterations",
+           'lr': 'AdaptSegNet 2.5e-4', 'crop': 'AdaptSegNet 512x1024'}
+recipe('mlfa-gta5-cityscapes', "MLFA, GTA5 -> Cityscapes: CycleGAN with the paper's losses (Eq. 4) at CycleGAN's size, "
+       "then DeepLab-v2 ResNet-101 as AdaptSegNet trains it",
+       origin={**_ORIGIN, 'method_options.translation.gan_mode': "MLFA Eq. 4: log-likelihood (vanilla) GAN loss of both directions",
+               'method_options.translation.lambda_id': "MLFA Eq. 4: GAN + L1 cycle only, no identity term"},
+       **_GTA5_CS, method_options=dict(translation={**_CYCLEGAN_GPU, **TRANSLATION_LOSSES['paper']}))
+recipe('mlfa-gta5-cityscapes-lsgan', "MLFA, GTA5 -> Cityscapes as mlfa-gta5-cityscapes, with CycleGAN's least-squares GAN loss "
+       "and identity term instead of the paper's losses",
+       origin={**_ORIGIN, 'method_options.translation.gan_mode': "CycleGAN's reference code: least-squares GAN loss (its default gan_mode)",
+               'method_options.translation.lambda_id': "CycleGAN's code (0.5 lambda_cyc) and TLlib's cyclegan recipe: identity weight 5"},
+       **_GTA5_CS, method_options=dict(translation={**_CYCLEGAN_GPU, **TRANSLATION_LOSSES['cyclegan']}))

@@ -20,10 +20,13 @@ from ..engine import AMP, ddp, make_optimizer, fit
 from ..losses import GANLoss
 from ..models import ResnetGenerator, PatchDiscriminator, gan_init_
 from ..data import train_transform, read_image, dataset_root, train_split
+import torchvision.transforms.v2.functional as TF
+from torchvision.transforms import InterpolationMode
 
 # %% auto #0
-__all__ = ['ImagePool', 'TranslationOptions', 'to_gan', 'from_gan', 'CycleGAN', 'translate_image', 'translate_dataset',
-           'translation_grid', 'gan_batches', 'translated_spec', 'translation_stage', 'translated_source']
+__all__ = ['TRANSLATION_LOSSES', 'ImagePool', 'TranslationOptions', 'to_gan', 'from_gan', 'CycleGAN', 'translate_image',
+           'translate_dataset', 'translation_grid', 'gan_batches', 'translated_spec', 'translation_stage',
+           'translated_source']
 
 # %% ../../nbs/48_methods.translation.ipynb #5870fdd4
 class ImagePool:
@@ -66,6 +69,12 @@ class TranslationOptions(Config):
     resize:tuple|None=None # (h, w) images are resized to before cropping; None: as stored
     batch_size:int=1 # images per domain per step
     iters:int=2000 # CycleGAN steps
+
+# %% ../../nbs/48_methods.translation.ipynb #0b9d5e37
+TRANSLATION_LOSSES = {
+    'paper': dict(gan_mode='vanilla', lambda_id=0.),   # MLFA Eq. 4: log-likelihood GAN both ways + L1 cycle, no identity term
+    'cyclegan': dict(gan_mode='lsgan', lambda_id=5.),  # CycleGAN's code: least squares, identity 0.5 * lambda_cyc (TLlib: identity 5)
+}
 
 # %% ../../nbs/48_methods.translation.ipynb #b82d30c2
 class _Generators(nn.Module):
@@ -149,12 +158,16 @@ class CycleGAN:
 # %% ../../nbs/48_methods.translation.ipynb #750d6217
 @torch.no_grad()
 def translate_image(generator:nn.Module, img:torch.Tensor, # uint8 [3,H,W] RGB
-                    amp:AMP|None=None)->torch.Tensor: # uint8 [3,H,W]
-    "`img` through `generator` (which maps [-1, 1] images) as a uint8 RGB image of the same size."
-    dev = next(generator.parameters()).device
+                    amp:AMP|None=None,
+                    size:tuple|None=None)->torch.Tensor: # (h, w) the generator runs at (its training resize); None: as given
+    "`img` through `generator` (which maps [-1, 1] images), at `size` when given, as a uint8 RGB image of `img`'s size."
+    dev, hw = next(generator.parameters()).device, tuple(img.shape[-2:])
+    x = to_gan(img[None].to(dev).float() / 255)
+    if size is not None and tuple(size) != hw: x = TF.resize(x, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
     with (amp.autocast() if amp else torch.autocast(dev.type, enabled=False)):
-        y = generator(to_gan(img[None].to(dev).float() / 255))
-    return (from_gan(y.float()[0]) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+        y = generator(x).float()
+    if size is not None and tuple(y.shape[-2:]) != hw: y = TF.resize(y, list(hw), interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return (from_gan(y[0]) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
 
 # %% ../../nbs/48_methods.translation.ipynb #f2d82024
 def _rel(path, root)->Path: return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
@@ -162,14 +175,15 @@ def _rel(path, root)->Path: return Path(os.path.relpath(Path(path).resolve(), Pa
 # %% ../../nbs/48_methods.translation.ipynb #10f04186
 def translate_dataset(generator:nn.Module, dataset, # a `SegDataset` (its `files` are read)
                       src_root, out_root, # the dataset's folder and the folder of the translated copy
-                      amp:AMP|None=None, progress:bool=True)->list[str]: # sample names written (all ranks)
+                      amp:AMP|None=None, progress:bool=True,
+                      size:tuple|None=None)->list[str]: # (h, w) to translate at (see `translate_image`); returns the sample names (all ranks)
     "Write every image of `dataset` translated by `generator` to `out_root` in the layout of `src_root`; copy labels, depth, lists."
     out_root = Path(out_root); was = generator.training; generator.eval()
     rank, world = get_rank(), get_world_size()
     for i, (img_f, lab_f, dep_f, name) in enumerate(tqdm(dataset.files, desc='translate', disable=not (progress and is_main_process()))):
         if i % world != rank: continue
         dst = out_root/_rel(img_f, src_root); dst.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(translate_image(generator, read_image(img_f), amp).permute(1, 2, 0).numpy()).save(dst)
+        Image.fromarray(translate_image(generator, read_image(img_f), amp, size).permute(1, 2, 0).numpy()).save(dst)
         for f in (lab_f, dep_f):
             if f is not None: (out_root/_rel(f, src_root)).parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(f, out_root/_rel(f, src_root))
     if is_main_process():
@@ -214,7 +228,7 @@ def translation_stage(o:TranslationOptions, kit, stage_dir, # the options, the r
     res = fit(gan, gan_batches(data, spec, o, 0), gan_batches(data, data.target_spec, o, 1), o.iters, d/'cyclegan',
               ckpt_every=max(1, o.iters // 5), resume=kit.resume, lr_power=1.0, log_every=kit.log_every, desc='cyclegan')
     ds = data.dataset(spec, train_split(spec))
-    names = translate_dataset(gan.g_st, ds, dataset_root(spec, data.data_dir), d/'translated', gan.amp)
+    names = translate_dataset(gan.g_st, ds, dataset_root(spec, data.data_dir), d/'translated', gan.amp, size=o.resize)
     out = translated_spec(spec, d/'translated')
     if is_main_process():
         tr, idx = data.dataset(out, train_split(spec)), np.linspace(0, len(ds) - 1, min(n_samples, len(ds))).round().astype(int)
