@@ -279,6 +279,7 @@ class Stage:
     fn:Callable[[Path], dict]
     iters:int|None=None # the iterations it trains (None: it does not train), for the run's protocol
     feed:object=None # the `Feed` it trains on, for the run's protocol
+    protocol:dict|None=None # what it trains, when not the run's network (a CycleGAN): its protocol entries
 
 # %% ../nbs/31_engine.ipynb #c010c599
 def run_stages(stages:list, out_dir, only:str|None=None)->dict:

@@ -457,6 +457,7 @@ _USES = {Feed.SOURCE: (1, 0), Feed.SOURCE_TRAIN: (1, 0), Feed.TARGET_LABELS: (1,
 
 def _stage_protocol(cfg:TrainConfig, s:Stage)->dict:
     c, over = stage_config(cfg, s.name), cfg.stages.get(s.name, {})
+    if s.protocol is not None: return {'name': s.name, 'amp': c.amp, **s.protocol}
     iters, data = c.iters if 'iters' in over else s.iters, RunData(c, None)
     src, tgt = _USES[s.feed] if s.feed is not None else (1, 1)
     return {'name': s.name, 'iters': iters, 'poly_max_iter': c.poly_max_iter or iters, 'optimizer': c.optimizer, 'lr': c.lr,

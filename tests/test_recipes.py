@@ -131,7 +131,8 @@ def small_override(name:str)->dict:
                   **{k: _small_input(o[k]) for k in ('source_input', 'target_input') if k in o}} for s, o in f.get('stages', {}).items()}
     opts = {'st_iters': 2} if f.get('method') == 'depth_distribution' else {}
     if f.get('method') == 'mlfa': opts = {'translation': {'iters': 2, 'crop': [32, 32], 'ngf': 8, 'n_blocks': 1, 'ndf': 8}}
-    return dict(iters=2, batch_size=1, target_batch_size=1, crop=SMALL, weights=None, amp=None, world_size=1, eval_every=0,
+    # grad_clip: randomly initialised networks under frozen BatchNorm diverge at the recipes' learning rates
+    return dict(iters=2, batch_size=1, target_batch_size=1, crop=SMALL, weights=None, amp=None, world_size=1, eval_every=0, grad_clip=1.0,
                 num_workers=0, device='cpu', log_every=1, stages=stages, method_options=opts,
                 source_input=_small_input(f.get('source_input')), target_input=_small_input(f.get('target_input')),
                 eval_inputs={k: _small_eval(v) for k, v in f.get('eval_inputs', {}).items()})

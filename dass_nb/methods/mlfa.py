@@ -10,8 +10,8 @@ from pathlib import Path
 from ..core import METHODS, recipe
 from ..engine import Stage, unwrap
 from ..alignment import DomainAdversarial
-from .base import DAMethod, MethodOptions
-from .translation import TranslationOptions, TRANSLATION_LOSSES, translation_stage, translated_source
+from .base import DAMethod, MethodOptions, DEEPLAB_UDA, DEEPLAB_UDA_ORIGIN
+from .translation import TranslationOptions, TRANSLATION_LOSSES, translation_stage, translated_source, translation_protocol
 from ..models import MultiLevelFeatureDiscriminator
 
 # %% auto #0
@@ -77,9 +77,10 @@ class MLFA(DAMethod):
     def stages(cls, o:MLFAOptions, kit)->list:
         "Translation (or its reuse), then alignment on the translated source."
         train = lambda d: kit.train(kit.method(cls, kit.model(), o), d, source=[translated_source(kit.out_dir/'translation')] if o.translate else None)
-        if not o.translate: return [Stage('train', train)]
-        tr = (lambda d: _reuse_translation(o.translation_from)) if o.translation_from else (lambda d: translation_stage(o.translation, kit, d))
-        return [Stage('translation', tr), Stage('train', train)]
+        seg = Stage('train', train, kit.iters, cls.feed)
+        if not o.translate: return [seg]
+        if o.translation_from: return [Stage('translation', lambda d: _reuse_translation(o.translation_from)), seg]
+        return [Stage('translation', lambda d: translation_stage(o.translation, kit, d), o.translation.iters, protocol=translation_protocol(o.translation)), seg]
 
 # %% ../../nbs/49_methods.mlfa.ipynb #db680c57
 def _reuse_translation(folder)->dict:
@@ -90,13 +91,15 @@ def _reuse_translation(folder)->dict:
 # %% ../../nbs/49_methods.mlfa.ipynb #75e93f20
 recipe('mlfa-cpu', "MLFA on the built-in benchmark, synthetic GTA5 -> Cityscapes: 300 iterations at 4 + 4 crops of 128x256 "
        "after a 2000-step CycleGAN (the table below)", method='mlfa', iters=300, crop=(128, 256))
-_GTA5_CS = dict(method='mlfa', backbone='deeplabv2_r101', lr=2.5e-4, crop=(512, 1024), batch_size=1, target_batch_size=1)
+_GTA5_CS = dict(method='mlfa', **{**DEEPLAB_UDA, 'backbone': 'deeplabv2_r101', 'iters': 150000})
 _CYCLEGAN_GPU = dict(ngf=64, n_blocks=9, ndf=64, n_layers=3, crop=(256, 256), resize=(512, 1024), iters=200_000)
 _ORIGIN = {'method_options.translation': "CycleGAN's reference code: resnet_9blocks, 70x70 PatchGAN, lambda_cyc 10, 256x256 crops "
                                         "(the MLFA slides give no architecture; TLlib's cyclegan recipe uses unet_256)",
            'method_options.translation.resize': "this project's choice (TLlib's load size is not recorded); the translation runs at it too",
            'method_options.translation.iters': "TLlib's cyclegan schedule, 20 + 20 epochs of 5000 iterations",
-           'lr': 'AdaptSegNet 2.5e-4', 'crop': 'AdaptSegNet 512x1024'}
+           **DEEPLAB_UDA_ORIGIN, 'backbone': 'MLFA slides / FIDELITY §4: DeepLab-v2 ResNet-101, ImageNet, last two strides 1 (torchvision, as SPCL)',
+           'weights': 'FIDELITY §4: ImageNet', 'iters': "our choice: the slides give no schedule; AdaptSegNet's 150k of 250k (METHODS §5.3)",
+           'poly_max_iter': "our choice: AdaptSegNet's 250k (METHODS §5.3)"}
 recipe('mlfa-gta5-cityscapes', "MLFA, GTA5 -> Cityscapes: CycleGAN with the paper's losses (Eq. 4) at CycleGAN's size, "
        "then DeepLab-v2 ResNet-101 as AdaptSegNet trains it",
        origin={**_ORIGIN, 'method_options.translation.gan_mode': "MLFA Eq. 4: log-likelihood (vanilla) GAN loss of both directions",

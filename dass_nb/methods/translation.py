@@ -26,7 +26,7 @@ from torchvision.transforms import InterpolationMode
 # %% auto #0
 __all__ = ['TRANSLATION_LOSSES', 'ImagePool', 'TranslationOptions', 'to_gan', 'from_gan', 'CycleGAN', 'translate_image',
            'translate_dataset', 'translation_grid', 'gan_batches', 'translated_spec', 'translation_stage',
-           'translated_source']
+           'translation_protocol', 'translated_source']
 
 # %% ../../nbs/48_methods.translation.ipynb #5870fdd4
 class ImagePool:
@@ -235,6 +235,15 @@ def translation_stage(o:TranslationOptions, kit, stage_dir, # the options, the r
         translation_grid([(ds[i]['image'], tr[i]['image']) for i in idx], d/'samples.png')
     losses = json.loads((d/'cyclegan'/'metrics.jsonl').read_text().splitlines()[-1])
     return {'spec': out, 'images': len(names), 'iters': o.iters, 'seconds': res['seconds'], 'final_losses': losses, 'params': o.to_dict()}
+
+# %% ../../nbs/48_methods.translation.ipynb #48c0a001
+def translation_protocol(o:TranslationOptions)->dict:
+    "The translation stage's entries in a run's protocol: a CycleGAN's schedule, optimiser, batches and inputs."
+    inp = {'resize': list(o.resize) if o.resize else None, 'scale': [1.0, 1.0], 'crop': list(o.crop), 'flip': True}
+    return {'trains': 'cyclegan', 'iters': o.iters, 'poly_max_iter': o.iters, 'lr_power': 1.0, 'optimizer': 'adam', 'lr': o.lr,
+            'betas': list(o.betas), 'head_lr_mult': 1.0, 'batch_source': o.batch_size, 'batch_target': o.batch_size,
+            'source_input': inp, 'target_input': inp, 'bn': None, 'norm': 'instance', 'gan_mode': o.gan_mode,
+            'lambda_cyc': o.lambda_cyc, 'lambda_id': o.lambda_id}
 
 # %% ../../nbs/48_methods.translation.ipynb #514478d8
 def translated_source(stage_dir)->str:
