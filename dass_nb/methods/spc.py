@@ -183,6 +183,7 @@ class SPCOptions(MethodOptions):
     gamma:float=1.0 # weight of L_dis
     tau:float=0.1 # temperature of L_dis
     proto_momentum:float=0.999 # momentum of the semantic bases
+    single_source_bases:int=10 # M with a single source (official: 10; several sources: one base per source)
 
 # %% ../../nbs/46_methods.spc.ipynb #41e655e0
 @METHODS.register('spc')
@@ -192,7 +193,9 @@ class SPC(DGMethod):
 
     @classmethod
     def network(cls, create, o, num_classes:int, num_domains:int=1):
-        return attach_spc(create(), num_classes, num_domains, o.style_stages, o.distance, o.reduce, o.style_momentum,
+        "The network with SPC's modules and M bases: one per source domain, `single_source_bases` (official 10) for one source."
+        m = o.single_source_bases if num_domains == 1 else num_domains
+        return attach_spc(create(), num_classes, m, o.style_stages, o.distance, o.reduce, o.style_momentum,
                           o.clustering, o.layer_norm, o.embed_dim)
 
     def source_losses(self, b)->dict:
