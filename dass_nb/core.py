@@ -73,6 +73,7 @@ def _alternatives(hint)->tuple: return typing.get_args(hint) if isinstance(hint,
 # %% ../nbs/00_core.ipynb #5a73d7eb
 def _typed(name:str, hint, v):
     "`v` as field `name`, annotated `hint`, holds it: a dict becomes a nested `Config`, a list a tuple."
+    if v is None and type(None) in _alternatives(hint): return None
     for h in _alternatives(hint):
         base = typing.get_origin(h) or h
         if isinstance(base, type) and issubclass(base, Config):

@@ -11,8 +11,10 @@ from fastcore.script import call_parse
 from .core import save_json, is_main_process
 from .engine import evaluate, scores, predict, predictions, probs, init_distributed
 from .metrics import iou_table
-from .data import get_dataset, eval_transform, class_names, colorize, denormalize, write_png, CS_LABEL_IDS_19
+from .data import get_dataset, eval_input, eval_transform, class_names, colorize, denormalize, write_png, CS_LABEL_IDS_19
 from .runs import load_model, run_config
+from .training import RunData
+from .models import input_norm
 
 # %% auto #0
 __all__ = ['evaluate_checkpoint', 'show_predictions', 'save_predictions', 'eval_cli']
@@ -24,8 +26,11 @@ def evaluate_checkpoint(ckpt, # a checkpoint, or a run folder (its final network
                         save_dir=None, progress:bool=True)->dict:
     "mIoU figures, per-class IoU (percent) and confusion matrix of `ckpt` on `dataset`/`split`."
     model = load_model(ckpt, backbone, num_classes, init_distributed(device))
-    K = num_classes or run_config(ckpt).num_classes
-    ds = get_dataset(dataset, split, num_classes=K, transform=eval_transform(tuple(eval_size) if eval_size else None), data_dir=data_root)
+    cfg = run_config(ckpt)
+    K = num_classes or cfg.num_classes
+    spec = list(eval_size) if eval_size else RunData(cfg, None).eval_spec(dataset) if cfg is not None else 'full'   # the run's protocol
+    tfm = eval_input(spec, input_norm(backbone or cfg.backbone))
+    ds = get_dataset(dataset, split, num_classes=K, transform=tfm, data_dir=data_root)
     res = {'checkpoint': str(ckpt), 'dataset': dataset, 'split': split, 'num_classes': K,
            **scores(evaluate(model, ds, K, num_workers=num_workers, progress=progress).mat, class_names(K))}
     if save_dir is not None: save_predictions(model, ds, save_dir, K, progress=progress)

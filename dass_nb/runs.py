@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from .core import project_root, get_device
-from .data import get_dataset, eval_transform, resolve_data_root, train_split
-from .training import TrainConfig, train, network
+from .data import get_dataset, eval_input, resolve_data_root, train_split
+from .training import TrainConfig, RunData, train, network
 
 # %% auto #0
 __all__ = ['project_path', 'find_runs', 'select_runs', 'run_name', 'dataset_label', 'load_metrics', 'run_checkpoint',
@@ -89,10 +89,12 @@ def load_model(path, # a run folder (its final network), or a checkpoint in one 
 # %% ../nbs/51_runs.ipynb #73407acc
 def run_dataset(cfg:TrainConfig, spec:str, # dataset name or 'folder:/path'
                 role:str='val', # 'train' (the split the run trains on) or 'val'
-                size:tuple|None=None): # (h, w) images are resized to; None: as stored
-    "Dataset `spec` as run `cfg` sees it (its data root and class protocol), with the evaluation transform."
-    return get_dataset(spec, train_split(spec) if role == 'train' else 'val', num_classes=cfg.num_classes, transform=eval_transform(size),
-                       data_dir=resolve_data_root(cfg.data_root)[0])
+                size:tuple|None=None): # (h, w) images are resized to; None: the run's evaluation input of `spec`
+    "Dataset `spec` as run `cfg` sees it: its data root, class protocol, evaluation input and its backbone's normalisation."
+    data = RunData(cfg, resolve_data_root(cfg.data_root)[0])
+    domain = 'source' if spec in data.sources else 'target' if spec == cfg.target else None
+    tfm = eval_input(list(size) if size else data.eval_spec(spec, domain if role == 'train' else None), data.norm)
+    return data.dataset(spec, train_split(spec) if role == 'train' else 'val', tfm)
 
 # %% ../nbs/51_runs.ipynb #e04332c7
 def _tiny_config(method:str, data_root, out_dir, **kwargs)->TrainConfig:

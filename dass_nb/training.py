@@ -142,14 +142,14 @@ _CHOICES = {'optimizer': ('sgd', 'adam'), 'amp': (None, 'bf16', 'fp16'), 'bn': B
             'sampler': (None, 'class_balanced', 'class_uniform'), 'keep_batch': ('per_gpu', 'total')}
 
 # %% ../nbs/50_training.ipynb #5b1e0a07
-def _value_errors(cfg:TrainConfig, at:str='')->list:
-    "What is wrong with the values of the fields a stage may change (`at`: where they were set, for the message)."
+def _value_errors(cfg:TrainConfig, at:str='', poly:bool=True)->list:
+    "What is wrong with the values of the fields a stage may change (`at`: where they were set; `poly`: check the horizon against `iters`)."
     errs = [f"{at}{p}={getattr(cfg, p)!r}: valid values are {list(v)}" for p, v in _CHOICES.items() if getattr(cfg, p) not in v]
     errs += [f"{at}{p}={getattr(cfg, p)}: must be a positive integer" for p in ('iters', 'batch_size', 'target_batch_size')
              if not getattr(cfg, p) >= 1]
     errs += [f"{at}{p}={getattr(cfg, p)}: must be positive" for p in ('lr', 'head_mult') if not getattr(cfg, p) > 0]
     errs += _input_errors(f'{at}source_input', cfg.source_input) + _input_errors(f'{at}target_input', cfg.target_input)
-    if cfg.poly_max_iter is not None and cfg.poly_max_iter < cfg.iters:
+    if poly and cfg.poly_max_iter is not None and cfg.poly_max_iter < cfg.iters:
         errs.append(f"{at}poly_max_iter={cfg.poly_max_iter}: expected None or >= iters ({cfg.iters})")
     if not cfg.eval_every >= 0: errs.append(f"{at}eval_every={cfg.eval_every}: must be >= 0")
     return errs
@@ -160,7 +160,7 @@ def _stage_errors(cfg:TrainConfig)->list:
     for name, over in cfg.stages.items():
         bad = [k for k in over if k not in STAGE_FIELDS]
         if bad: errs.append(f"stages[{name!r}]: {bad} cannot differ per stage; a stage may set {list(STAGE_FIELDS)}"); continue
-        try: errs += _value_errors(stage_config(cfg, name), f"stages[{name!r}].")
+        try: errs += _value_errors(stage_config(cfg, name), f"stages[{name!r}].", poly='iters' in over)   # else the method sets its iterations
         except TypeError as e: errs.append(f"stages[{name!r}]: {e}")
     return errs
 
@@ -228,11 +228,10 @@ class RunData:
         return given or Input(scale=tuple(c.scale), crop=tuple(c.crop), jitter=(0.3, 0.3, 0.3, 0.05) if domain == 'source' else None)
 
     def eval_spec(self, spec:str, domain:str|None=None):
-        "The evaluation input of dataset `spec`: its `eval_inputs` entry, else `domain`'s training resize, else 'full'."
-        for k in (spec, spec.partition(':')[0]):
-            if k in self.cfg.eval_inputs: return self.cfg.eval_inputs[k]
+        "The input of dataset `spec` when it is not trained on: `domain`'s training resize (a pass over a training split), else its `eval_inputs` entry, else 'full'."
         resize = self.input(domain).resize if domain else None
-        return list(resize) if resize else 'full'
+        if resize: return list(resize)
+        return next((self.cfg.eval_inputs[k] for k in (spec, spec.partition(':')[0]) if k in self.cfg.eval_inputs), 'full')
 
     def transform(self, train:bool, domain:str, spec:str):
         if train: return self.input(domain).transform(self.norm, self.positions)

@@ -134,7 +134,7 @@ def small_override(name:str)->dict:
     stages = {s: {**o, **{k: 2 for k in ('iters',) if k in o}, **{k: 1 for k in ('batch_size', 'target_batch_size') if k in o},
                   **{k: _small_input(o[k]) for k in ('source_input', 'target_input') if k in o}} for s, o in f.get('stages', {}).items()}
     opts = {'st_iters': 2} if f.get('method') == 'depth_distribution' else {}
-    if f.get('method') == 'mlfa': opts = {'translation': {'iters': 2, 'crop': [32, 32], 'ngf': 8, 'n_blocks': 1, 'ndf': 8}}
+    if f.get('method') == 'mlfa': opts = {'stride': 1, 'translation': {'iters': 2, 'crop': [32, 32], 'ngf': 8, 'n_blocks': 1, 'ndf': 8}}
     # grad_clip: randomly initialised networks under frozen BatchNorm diverge at the recipes' learning rates
     return dict(iters=2, batch_size=1, target_batch_size=1, crop=SMALL, weights=None, amp=None, world_size=1, eval_every=0, grad_clip=1.0,
                 num_workers=0, device='cpu', log_every=1, stages=stages, method_options=opts, **net,

@@ -89,8 +89,9 @@ def test_recipe_then_flags_then_print_config(tiny_bench, tmp_path):
                     '--out_dir', str(tmp_path/'p'), '--print_config'])
     assert r.returncode == 0, r.stderr[-2000:]
     c = json.loads(r.stdout)
-    assert (c['recipe'], c['backbone'], c['iters'], c['lr'], c['crop']) == ('spcl-gta5-cityscapes', 'deeplabv2_r101', 7, 2.5e-4, [512, 1024])
-    assert (c['method_options']['cap'], c['method_options']['freeze_bn'], c['method_options']['lambda_cl']) == (0.8, True, 1.0)
+    assert (c['recipe'], c['backbone'], c['iters'], c['lr'], c['bn']) == ('spcl-gta5-cityscapes', 'deeplabv2_r101', 7, 2.5e-4, 'frozen')
+    assert (c['method_options']['cap'], c['method_options']['lambda_cl']) == (0.8, 1.0)
+    assert [(s['name'], s['iters']) for s in c['protocol']['stages']] == [('warmup', 7), ('contrastive', 7), ('self_training', 4)]
     assert not (tmp_path/'p').exists()
     r = dass_train(['--recipe', 'spcl-gpu', '--print_config'])
     assert r.returncode != 0 and 'unknown recipe' in r.stderr and 'spcl-gta5-cityscapes' in r.stderr

@@ -331,7 +331,7 @@ def _depth_paper(size:tuple, target:str, K:int, st_iters:int, gmm_key:str, **opt
     return dict(method='depth_distribution', source='synthia', target=target, num_classes=K, backbone='deeplabv2_r101_caffe', weights='imagenet',
                 iters=90000, lr=2.5e-4, head_mult=1., optimizer='sgd', momentum=0.9, weight_decay=5e-4, batch_size=1, target_batch_size=1,
                 world_size=1, source_input=dict(resize=size, flip=False), target_input=dict(resize=size, flip=False), eval_inputs={target: ev},
-                bn='affine_frozen', init_from='best', eval_every=1000, amp=None, stages={'self_train': dict(iters=st_iters, poly_max_iter=90000)},
+                bn='affine_frozen', init_from='best', eval_every=1000, amp=None, stages={'self_train': dict(poly_max_iter=90000)},
                 method_options=dict(gmm='original', gmm_key=gmm_key, head_scale=1., st_iters=st_iters, **opts))
 _DEPTH_ORIGIN = {
     'method': "the paper's method (M4: density, self-training, spatial prior)", 'source': 'METHODS §3.1: SYNTHIA-RAND-CITYSCAPES',
@@ -343,11 +343,12 @@ _DEPTH_ORIGIN = {
     'iters': 'METHODS §3.2 MAX_ITERS = EARLY_STOP 90 000', 'lr': 'METHODS §3.2 LR 2.5e-4 (SGD, momentum 0.9, wd 5e-4, poly 0.9)',
     'head_mult': 'METHODS §3.2: SGD(model.parameters()), one parameter group', 'batch_size': 'METHODS §3.2 BATCH 1 / 1',
     'source_input': 'METHODS §3.2: PIL resize to the input size, no crop, no flip, no jitter; BGR minus the mean (the backbone\'s input_norm)',
-    'target_input': 'METHODS §3.2: Cityscapes resized 2048x1024 -> the input size (aspect changed); Mapillary resize_with_pad',
+    'target_input': 'METHODS §3.2: Cityscapes resized 2048x1024 -> the input size (aspect changed); Mapillary: the original trains on '
+                    'resize_with_pad (§3.8), here a plain resize (a training Input has no padding; evaluation pads)',
     'eval_inputs': 'METHODS §3.2 TEST input / §3.9: logits bilinear to the label (2048x1024; Mapillary padded 1280x760)',
     'bn': 'METHODS §3.2: affine parameters frozen, batch statistics (model.train())', 'init_from': 'METHODS §3.7: best on val, evaluated every 1000',
     'eval_every': 'METHODS §3.2 SAVE_PRED_EVERY 1000', 'amp': 'FIDELITY §0: the original trains in fp32',
-    'world_size': 'METHODS §3.2: one GPU, batch 1', 'stages.self_train': 'METHODS §3.7: MAX_ITERS_SELFTRAIN of a poly against 90 000',
+    'world_size': 'METHODS §3.2: one GPU, batch 1', 'stages.self_train': 'METHODS §3.7: the poly schedule against 90 000 (MAX_ITERS_SELFTRAIN iterations: method_options.st_iters)',
     'method_options.gmm': 'METHODS §3.5: the original parameters (shipped in dass_nb/assets)', 'method_options.head_scale': 'METHODS §3.3: heads unscaled',
     'method_options.st_iters': 'METHODS §3.2 MAX_ITERS_SELFTRAIN', 'method_options': 'METHODS §3.2 lambdas and LR_D of the experiment'}
 _MAP = dict(lambda_bal=5e-3, lambda_tar=1e-3, lambda_adv=1e-3, lr_d=1e-4, class_weights=None)

@@ -171,7 +171,7 @@ _SPCL = dict(method='spcl', backbone='deeplabv2_r101', weights='imagenet', iters
              optimizer='sgd', momentum=0.9, weight_decay=5e-4, batch_size=1, target_batch_size=1, world_size=4, keep_batch='total',
              target_input=dict(resize=(512, 1024), flip=False), eval_inputs={'cityscapes': [512, 1024]}, sampler='class_balanced',
              bn='frozen', init_from='best', eval_every=2000, amp=None,
-             stages={'self_training': dict(iters=20000, poly_max_iter=31250, lr=5e-4, target_batch_size=2, bn='sync',
+             stages={'self_training': dict(poly_max_iter=31250, lr=5e-4, target_batch_size=2, bn='sync',
                                            target_input=dict(resize=None, scale=(0.5, 1.5), crop=(512, 1024), flip=True, jitter=(0.5, 0.5, 0.5, 0.2)))},
              method_options=dict(warmup_iters=1.0, contrastive_iters=1.0, self_training_iters=0.5))
 _SPCL_ORIGIN = {
@@ -190,7 +190,7 @@ _SPCL_ORIGIN = {
     'sampler': 'METHODS §1.9: class-balanced GTA5 sampling in training (sub-epochs of 3000)',
     'bn': 'METHODS §1.2 MODEL.FREEZE_BN True (adv, cl): FrozenBatchNorm2d', 'init_from': 'METHODS §1.8: each stage from the previous model_best.pth',
     'eval_every': 'METHODS §1.2 CHECKPOINT_PERIOD 2000', 'amp': 'FIDELITY §0: the original trains in fp32 (bf16 is an opt-in override)',
-    'stages.self_training': 'METHODS §1.8 / §1.2 tgt_ssl: 20k of a 31.25k poly, LR 5e-4, 2 target images per GPU, SyncBN, '
+    'stages.self_training': 'METHODS §1.8 / §1.2 tgt_ssl: a 31.25k poly (stopped at 20k: method_options), LR 5e-4, 2 target images per GPU, SyncBN, '
                             'RandomScale 0.5-1.5 of 2048x1024, crop 512x1024, flip 0.5, ColorJitter .5/.5/.5/.2',
     'method_options': 'METHODS §1.2: warm-up 40k, contrastive 40k, self-training 20k iterations'}
 recipe('spcl-gta5-cityscapes', "SPCL, GTA5 -> Cityscapes: the original's protocol (train_ours.py and its configs, METHODS §1)",
