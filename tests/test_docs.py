@@ -73,8 +73,10 @@ def test_quarto_files():
     assert 'custom_sidebar = False' in (ROOT / 'settings.ini').read_text()
 
 def test_one_page_per_notebook(site):
+    "A page per notebook, and one per paper recipe (its card)."
+    from dass_nb.recipes import paper_recipes
     dest, pages, nbs = site
-    want = {page_href(p.relative_to(nbs)) for p in _notebooks(nbs)}
+    want = {page_href(p.relative_to(nbs)) for p in _notebooks(nbs)} | {f'recipes/{n}.html' for n in paper_recipes()}
     assert {p.relative_to(dest).as_posix() for p in pages} == want
     assert (dest / 'index.html').exists() and (dest / 'core.html').exists()
 
@@ -124,12 +126,14 @@ def test_recipe_cards(site):
     "The recipes page shows one card per paper recipe, each field with its value and origin as the recipe holds them now."
     from dass_nb.recipes import paper_recipes, card_rows
     soup = BeautifulSoup((site[0] / 'recipes.html').read_text(), 'html.parser')
-    tables = {t.find_previous(['h3']).get_text().strip(): t for t in soup.find_all('table') if t.find_previous(['h3'])}
+    tables = {t.find_previous(['h3']).get_text().strip().rstrip('¶'): t for t in soup.find_all('table') if t.find_previous(['h3'])}
     for name in paper_recipes():
         assert name in tables, f"no card for {name}: re-run nbs/53_recipes.ipynb"
         rows = [[td.get_text() for td in tr.find_all('td')] for tr in tables[name].find_all('tr')[1:]]
         want = [[f, v.replace('\\|', '|'), o] for f, v, o in card_rows(name)]
         assert rows == want, f"{name}'s card is stale: re-run nbs/53_recipes.ipynb"
+        page = BeautifulSoup((site[0] / 'recipes' / f'{name}.html').read_text(), 'html.parser')   # its own page
+        assert [[td.get_text() for td in tr.find_all('td')] for tr in page.find('table').find_all('tr')[1:]] == want
 
 def test_no_external_resources(site):
     "Offline: stylesheets, scripts and images all come from the site folder or the page itself."
@@ -179,7 +183,7 @@ def _check_rendered(im:Image.Image, name:str):
 def test_pages_render_in_chromium(site, tmp_path):
     exe, dest = _chromium(), site[0]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for name in ('index', 'core', 'recipes'):
-        im = _screenshot(exe, dest / f'{name}.html', tmp_path / f'{name}.png', tmp_path)
+    for name, page in (('index', 'index'), ('core', 'core'), ('recipe_card', 'recipes/spcl-gta5-cityscapes')):
+        im = _screenshot(exe, dest / f'{page}.html', tmp_path / f'{name}.png', tmp_path)
         shutil.copy(tmp_path / f'{name}.png', SHOTS / f'{name}.png')
         _check_rendered(im, name)

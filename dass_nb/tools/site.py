@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['page_href', 'sidebar_contents', 'sidebar_files', 'check_sidebar', 'nav_tree', 'run_cells', 'skips_exec', 'ExecFilter',
            'lib_key', 'process_nbs', 'cell_opts', 'apply_cell_opts', 'nb_body', 'pandoc_id', 'fix_body', 'render_page',
-           'make_site', 'build_site']
+           'card_pages', 'make_site', 'build_site']
 
 # %% ../../nbs/96_tools.site.ipynb #1508518b
 def page_href(nb:str|Path)->str: # a notebook path relative to `nbs`, e.g. `00_core.ipynb`
@@ -323,6 +323,23 @@ def _title(proc_nb:Path, rel:str)->str:
     nb = nbformat.read(proc_nb, as_version=4)
     return apply_cell_opts(nb).get('title', Path(rel).stem)
 
+# %% ../../nbs/96_tools.site.ipynb #96c0a002
+def card_pages(dest:Path, site:dict, titles:dict, doc_url:str='')->list[Path]:
+    "Write one page per paper recipe, `dest/recipes/<name>.html`, with its card; returns the pages."
+    from dass_nb.recipes import paper_recipes, recipe_card   # the registries, only when a site is built
+    pages, tmp = [], dest/'.cache'/'recipes'
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in paper_recipes():
+        front = nbformat.v4.new_raw_cell('---\n' + yaml.safe_dump({'title': name, 'description': 'recipe card'}) + '---')
+        nb = nbformat.v4.new_notebook(cells=[front, nbformat.v4.new_markdown_cell(recipe_card(name)),
+                                             nbformat.v4.new_markdown_cell('Every recipe: [Recipes](../recipes.html)')])
+        nbformat.write(nb, tmp/f'{name}.ipynb')
+        page = dest/'recipes'/f'{name}.html'
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render_page(tmp/f'{name}.ipynb', f'recipes/{name}.ipynb', site, titles, doc_url))
+        pages.append(page)
+    return pages
+
 # %% ../../nbs/96_tools.site.ipynb #5f84a58c
 def _warn_sidebar(site, nbs, files):
     unlisted, missing = check_sidebar(site, nbs, files)
@@ -352,7 +369,7 @@ def make_site(dest:str|Path='_site', # folder the site is written to
         page.write_text(render_page(procd[f], rels[f], site, titles, doc_url))
         pages.append(page)
     _copy_assets(nbs, dest)
-    return pages
+    return pages + card_pages(dest, site, titles, doc_url)
 
 # %% ../../nbs/96_tools.site.ipynb #f58f09ce
 @call_parse
