@@ -369,7 +369,7 @@ def make_site(dest:str|Path='_site', # folder the site is written to
         page.write_text(render_page(procd[f], rels[f], site, titles, doc_url))
         pages.append(page)
     _copy_assets(nbs, dest)
-    return pages + card_pages(dest, site, titles, doc_url)
+    return pages + (card_pages(dest, site, titles, doc_url) if dest/'recipes.html' in pages else [])   # the cards link to it
 
 # %% ../../nbs/96_tools.site.ipynb #f58f09ce
 @call_parse
