@@ -153,3 +153,29 @@ def test_every_recipe_runs_end_to_end(bench, tmp_path, name):
     assert list(m['stages']) == [s for s in m['stages'] if s in {x['name'] for x in p['stages']} | set(p['other_stages'])]
     assert set(m['stages']) == {s['name'] for s in p['stages']} | set(p['other_stages'])
     assert 0 <= m['target_miou'] <= 100
+    if name == 'spcl-gta5-cityscapes':   # each stage starts from the previous stage's best on val, and metrics.json says so
+        assert m['init_from'] == 'best' and m['stage_inits']['contrastive'].endswith('warmup/best.pt'), m['stage_inits']
+
+# (recipe, field of the resolved configuration (dotted), the original's value, where METHODS.md / FIDELITY.md says it)
+OPTION_FACTS = [
+    ('spcl-gta5-cityscapes', 'method_options.self_training_iters', 0.5, 'METHODS §1.2: SSL 20k of 40k'),
+    ('depth-synthia-cityscapes-16', 'method_options.head_scale', 1., 'METHODS §3.3: heads unscaled'),
+    ('depth-synthia-cityscapes-16', 'method_options.gmm', 'original', 'METHODS §3.5: the original GMM parameters'),
+    ('depth-synthia-cityscapes-7-small', 'method_options.lambda_dep', 1e-3, 'METHODS §3.2 column 3'),
+    ('depth-synthia-mapillary-7', 'method_options.lr_d', 1e-4, 'METHODS §3.2 column 4'),
+    ('depth-synthia-mapillary-7', 'method_options.lambda_adv', 1e-3, 'METHODS §3.2 column 4'),
+    ('advent-gta5-cityscapes', 'method_options.multi_level', True, 'METHODS §5.3 MULTI_LEVEL'),
+    ('minent-gta5-cityscapes', 'method_options.lambda_ent_aux', 2e-4, 'METHODS §5.3 λ_ent aux'),
+    ('adaptsegnet-gta5-cityscapes', 'model_options.aspp_rates', (6, 12), 'METHODS §0.8: rates 6 and 12 only'),
+    ('adaptsegnet-gta5-cityscapes', 'method_options.lambda_adv_aux', 2e-4, 'METHODS §5.3 λ_adv conv4'),
+    ('mlfa-gta5-cityscapes', 'method_options.translation.gan_mode', 'vanilla', 'MLFA Eq. 4 (FIDELITY §4)'),
+    ('mlfa-gta5-cityscapes', 'method_options.translation.lambda_id', 0., 'MLFA Eq. 4: no identity term'),
+]
+
+@pytest.mark.parametrize('name, field, want, where', OPTION_FACTS)
+def test_paper_recipe_options_match_the_originals(name, field, want, where):
+    from dass_nb.training import options
+    c = resolve_config(name)
+    d = {**c.to_dict(), 'method_options': options(c).to_dict()}
+    got = _at(d, field)
+    assert (tuple(got) if isinstance(got, list) else got) == want, f"{name} {field}: {got!r}, the original {want!r} ({where})"
