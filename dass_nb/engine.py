@@ -204,12 +204,33 @@ def load_checkpoint(path, method=None, restore_rng:bool=True)->dict:
 # %% ../nbs/31_engine.ipynb #6e430404
 class NonFiniteLoss(FloatingPointError): pass
 
-def _check_finite(losses:dict, it:int, ckpt:Path):
-    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-    if bad:
-        name, v = next(iter(bad.items()))
-        raise NonFiniteLoss(f"loss {name!r} is {v} at iteration {it}; stopped. The last good checkpoint is "
-                            f"{str(ckpt) if ckpt.exists() else '(none yet)'}; lower the learning rate or check the data")
+class _FiniteGuard:
+    "The first non-finite loss since the run started, tracked on the device; reading it (`check`) is the only sync."
+    def __init__(self): self.first = None   # [iteration, loss index, value] of the first bad loss, -1: none yet
+
+    def add(self, losses:dict, it:int):
+        v = _stacked(losses)
+        if self.first is None: self.first, self.names = torch.tensor([-1., 0., 0.], dtype=v.dtype, device=v.device), list(losses)
+        if list(losses) != self.names: self.check_now(losses, it); return      # another set of losses: compare on the host
+        bad = ~torch.isfinite(v)
+        k = bad.int().argmax()
+        new = bad.any() & (self.first[0] < 0)
+        self.first = torch.where(new, torch.stack([torch.tensor(float(it), dtype=v.dtype, device=v.device), k.to(v.dtype), v[k]]), self.first)
+
+    def check_now(self, losses:dict, it:int):
+        bad = [(k, float(x)) for k, x in losses.items() if not math.isfinite(float(x))]
+        if bad: self._raise(it, *bad[0])
+
+    def check(self, ckpt:Path):
+        "Raise `NonFiniteLoss` naming the loss and the iteration if one was not finite."
+        if self.first is None: return
+        it, k, v = self.first.tolist()
+        if it >= 0: self._raise(int(it), self.names[int(k)], v, ckpt)
+
+    def _raise(self, it, name, v, ckpt:Path|None=None):
+        where = str(ckpt) if ckpt is not None and ckpt.exists() else '(none yet)'
+        raise NonFiniteLoss(f"loss {name!r} is {v} at iteration {it}; stopped. The last good checkpoint is {where}; "
+                            "lower the learning rate or check the data")
 
 # %% ../nbs/31_engine.ipynb #65cc515a
 def _resume(method, last:Path, resume:bool, desc:str)->tuple:
@@ -222,7 +243,14 @@ def _resume(method, last:Path, resume:bool, desc:str)->tuple:
 def _step(method, src, tgt, pseudo:bool, it:int, max_iter:int, lr_power:float)->dict:
     "One iteration: the learning rates of iteration `it` (poly towards `max_iter`), the next batches, the method's step."
     for opt in method.optimizers(): poly_lr_(opt, it, max_iter, lr_power)
-    return method.train_step(DABatch.from_dicts(next(src), next(tgt) if tgt else None, pseudo=pseudo).to(method.device))
+    step = getattr(method, 'step', None) or method.train_step     # `step` keeps the losses on the device
+    return step(DABatch.from_dicts(next(src), next(tgt) if tgt else None, pseudo=pseudo).to(method.device))
+
+def _numbers(losses:dict)->dict:
+    "The losses as Python floats, in one transfer from the device."
+    return dict(zip(losses, _stacked(losses).tolist()))
+
+def _stacked(losses:dict)->torch.Tensor: return torch.stack([torch.as_tensor(v).detach().double().reshape(()) for v in losses.values()])   # double: every dtype exactly
 
 # %% ../nbs/31_engine.ipynb #b41093ef
 def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float)->tuple:
@@ -236,7 +264,7 @@ def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float)
 def _format_losses(losses:dict)->dict: return {k: f'{v:.3f}' for k, v in losses.items()}
 
 # %% ../nbs/31_engine.ipynb #d25c56d1
-def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()`, `load_state_dict()`, `device`
+def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `optimizers()`, `state_dict()`, `load_state_dict()`, `device`
         source_batches:Callable[[int], Iterator[dict]], # start iteration -> iterator of source batch dicts
         target_batches:Callable[[int], Iterator[dict]]|None, # same for the target (None for source-only)
         iters:int, # total iterations of this stage
@@ -255,19 +283,21 @@ def fit(method, # has `train_step(DABatch)->dict`, `optimizers()`, `state_dict()
     start, best, t_prev = _resume(method, last, resume, desc)
     log.truncate_after('iter', start)
     src, tgt = source_batches(start), target_batches(start) if target_batches else None
-    t0, summary = time.time() - t_prev, {}
+    t0, summary, guard = time.time() - t_prev, {}, _FiniteGuard()
     bar = tqdm(range(start, iters), initial=start, total=iters, desc=desc, disable=not (progress and is_main_process()))
     for it in bar:
         losses = _step(method, src, tgt, pseudo, it, poly_max_iter or iters, lr_power)
-        _check_finite(losses, it, last)
+        guard.add(losses, it)
         n = it + 1
-        if n % log_every == 0 or n == iters:
-            log.log(iter=n, **losses, lr=method.optimizers()[0].param_groups[0]['lr'], seconds=time.time() - t0)
-            bar.set_postfix(_format_losses(losses))
         do_eval = evaluator is not None and ((eval_every and n % eval_every == 0) or n == iters)
+        do_save = do_eval or (ckpt_every and n % ckpt_every == 0) or n == iters
+        if n % log_every == 0 or do_save:
+            guard.check(last)                                   # before anything is logged or saved
+            values = _numbers(losses)
+            if n % log_every == 0 or n == iters: log.log(iter=n, **values, lr=method.optimizers()[0].param_groups[0]['lr'], seconds=time.time() - t0)
+            bar.set_postfix(_format_losses(values))
         if do_eval: summary, best = _validate(method, evaluator, log, out_dir, n, best, t0)
-        if do_eval or (ckpt_every and n % ckpt_every == 0) or n == iters:
-            save_checkpoint(last, method, n, best=best, seconds=time.time() - t0)
+        if do_save: save_checkpoint(last, method, n, best=best, seconds=time.time() - t0)
     bar.close()
     return {'iters': iters, 'seconds': time.time() - t0, 'best_mIoU': best, **summary}
 

@@ -81,6 +81,10 @@ class DAMethod:
         return {}
 
     def train_step(self, b)->dict:
+        "One iteration, its losses as numbers (`step` leaves them on the device, for the training loop)."
+        return {k: v.item() for k, v in self.step(b).items()}
+
+    def step(self, b)->dict:
         "One iteration: source pass and backward, target pass and backward, one optimiser step, extra steps."
         self.model.train()
         for o in self.optimizers(): o.zero_grad(set_to_none=True)
@@ -90,7 +94,7 @@ class DAMethod:
         self.amp.step(self.opt)
         lx = self.extra_steps(b)
         self.amp.update()
-        return {k: v.item() for k, v in {**ls, **lt, **lx}.items()}
+        return {k: v.detach() for k, v in {**ls, **lt, **lx}.items()}
 
     def _backward(self, losses:dict):
         if losses: self.amp.backward(sum(losses.values()))

@@ -133,8 +133,10 @@ class CycleGAN:
             losses[name] = 0.5 * (self.gan(o[:len(real)], True) + self.gan(o[len(real):], False))
         return losses
 
-    def train_step(self, b)->dict:
-        "One generator step and one discriminator step on `b.x_s`, `b.x_t` (images in [0, 1])."
+    def train_step(self, b)->dict: return {k: v.item() for k, v in self.step(b).items()}
+
+    def step(self, b)->dict:
+        "One generator step and one discriminator step on `b.x_s`, `b.x_t` (images in [0, 1]); the losses stay on the device."
         self.model.train()
         x_s, x_t = to_gan(b.x_s.float()), to_gan(b.x_t.float())
         for o in self.optimizers(): o.zero_grad(set_to_none=True)
@@ -144,7 +146,7 @@ class CycleGAN:
         with self.amp.autocast(): ld = self.discriminator_losses(x_s, x_t, out['fake_s'].detach(), out['fake_t'].detach())
         self.amp.backward(sum(ld.values())); self.amp.step(self.opt_d)
         self.amp.update()
-        return {k: v.item() for k, v in {**lg, **ld}.items()}
+        return {k: v.detach() for k, v in {**lg, **ld}.items()}
 
     def state_dict(self)->dict:
         return {'model': self.model.state_dict(), 'opt_g': self.opt_g.state_dict(), 'opt_d': self.opt_d.state_dict(),
