@@ -57,16 +57,18 @@ class DomainAdversarial:
         self.inputs_s = [_detach(x) for x in inputs]
 
     def step(self, amp)->dict:
-        "One discriminator step on the kept source (label 0) and target (label 1) inputs, half weight each."
+        "One discriminator step on the kept source (label 0) and target (label 1) inputs, half weight each, under `amp`'s autocast."
         self.discs.requires_grad_(True)
         losses, joint = {}, {}
         for n, d, s, t in zip(self.d_names, self.discs_ddp, self.inputs_s, self.inputs_t):
             if _joinable(s, t):
-                o, k = _call(d, _join(s, t)), _batch(s)
+                with amp.autocast(): o, k = _call(d, _join(s, t)).float(), _batch(s)   # the loss in float32
                 joint[n] = losses[n] = 0.5 * bce_to(o[:k], SOURCE_LABEL) + 0.5 * bce_to(o[k:], TARGET_LABEL)
             else:   # different sizes: one forward and its backward per domain (DDP allows no second forward before a backward)
-                ls = 0.5 * bce_to(_call(d, s), SOURCE_LABEL); amp.backward(ls)
-                lt = 0.5 * bce_to(_call(d, t), TARGET_LABEL); amp.backward(lt)
+                with amp.autocast(): o = _call(d, s).float()
+                ls = 0.5 * bce_to(o, SOURCE_LABEL); amp.backward(ls)
+                with amp.autocast(): o = _call(d, t).float()
+                lt = 0.5 * bce_to(o, TARGET_LABEL); amp.backward(lt)
                 losses[n] = (ls + lt).detach()
         if joint: amp.backward(sum(joint.values()))
         amp.step(self.opt)
