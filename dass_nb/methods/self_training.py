@@ -38,10 +38,10 @@ def _palette(colors)->list:
 # %% ../../nbs/44_methods.self_training.ipynb #97ac7cdb
 def label_thresholds(model, dataset, num_classes:int, cap:float=0.9, amp=None, num_workers:int=0,
                      progress:bool=True)->torch.Tensor:
-    "Class-wise thresholds of `model`'s predictions over `dataset` (all ranks' shares)."
-    ct = ClassThresholds(num_classes, cap)
+    "Class-wise thresholds of `model`'s predictions over `dataset` (all ranks' shares), histogrammed on the model's device."
+    ct = ClassThresholds(num_classes, cap, device=next(model.parameters()).device)   # no full-size softmax copied to the host
     for b, out in predictions(model, dataset, amp, num_workers, 'thresholds' if progress else None):
-        ct.update(probs(out, b['label'].shape[-2:]).cpu())
+        ct.update(probs(out, b['label'].shape[-2:]))
     return ct.sync().compute()
 
 # %% ../../nbs/44_methods.self_training.ipynb #24f165a6
