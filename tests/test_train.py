@@ -49,6 +49,24 @@ def test_torchrun_two_processes_gloo(tiny_bench, tmp_path):
     assert m['world_size'] == 2 and 0 <= m['target_miou'] <= 100
     assert r.stdout.count('mIoU') == 1, "only rank 0 reports"
 
+def test_torchrun_c10d_rendezvous(tiny_bench, tmp_path):
+    "The multi-node launch (c10d rendezvous at an endpoint, as scripts/slurm_train.sh does), on one node with 2 processes."
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    cmd = [str(BIN/'torchrun'), '--nnodes', '1', '--nproc_per_node', '2', '--rdzv_backend', 'c10d',
+           '--rdzv_endpoint', f'127.0.0.1:{port}', '--rdzv_id', 'test', str(BIN/'dass_train'),
+           *tiny_args(tiny_bench, tmp_path/'c10d', method='source_only', batch_size=1)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert json.loads((tmp_path/'c10d'/'metrics.json').read_text())['world_size'] == 2
+
+def test_slurm_script():
+    "scripts/slurm_train.sh is valid bash and launches one torchrun per node with the c10d rendezvous."
+    script = ROOT/'scripts'/'slurm_train.sh'
+    assert subprocess.run(['bash', '-n', str(script)]).returncode == 0
+    text = script.read_text()
+    assert all(k in text for k in ('srun', 'torchrun', '--rdzv_backend c10d', '--nnodes "$SLURM_JOB_NUM_NODES"', 'dass_train --recipe'))
+
 def test_papermill_injects_parameters(tiny_bench, tmp_path):
     pm = pytest.importorskip('papermill')
     params = dict(recipe='minent-cpu', iters=3, eval_every=0, backbone='deeplab_r18', weights='none', batch_size=2,
