@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 
 import dass_nb
-from ..core import METHODS, is_main_process, atomic_save, get_world_size, recipe
+from ..core import METHODS, is_main_process, atomic_save, get_world_size, recipe, barrier
 from ..kernels import ClassGMMs, source_density_target, target_density_target, spatial_prior_refine
 from ..engine import Optim, Stage, predictions, load_checkpoint
 from ..losses import SegCELoss, upsample, entropy_map, berhu_loss
@@ -279,7 +279,7 @@ def _gmm_stage(grid:tuple, dataset, out_dir:Path, name:str, seed:int=0)->dict:
     K, path = len(dataset.classes), Path(out_dir)/'gmm.json'
     key = f"{name}_{K}cls_{grid[1]}x{grid[0]}"
     if is_main_process(): save_gmm({key: fit_gmm(grid_samples(dataset, K, grid), seed=seed)}, path)
-    if get_world_size() > 1: torch.distributed.barrier()
+    barrier()   # the other ranks wait for the fit: the process group's timeout allows for it (`dist_timeout`)
     return {'gmm': str(path), 'key': key, 'grid': list(grid), 'images': len(dataset)}
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #56fe7b1c
