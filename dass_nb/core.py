@@ -14,7 +14,8 @@ import torch.distributed as dist
 # %% auto #0
 __all__ = ['IGNORE', 'MODELS', 'DATASETS', 'METHODS', 'RECIPES', 'Registry', 'Config', 'Recipe', 'recipe', 'seed_everything',
            'rng_state', 'set_rng_state', 'seed_worker', 'get_device', 'atomic_write', 'save_json', 'atomic_save',
-           'project_root', 'get_rank', 'get_world_size', 'is_main_process', 'get_logger', 'JSONLLogger', 'read_jsonl']
+           'project_root', 'get_rank', 'get_world_size', 'is_main_process', 'collective_device', 'all_reduce_',
+           'broadcast_', 'barrier', 'get_logger', 'JSONLLogger', 'read_jsonl']
 
 # %% ../nbs/00_core.ipynb #b797037b
 IGNORE = 255  # label value that every loss and metric skips
@@ -122,10 +123,10 @@ def seed_everything(seed:int, # the one number that fixes data order, augmentati
                     deterministic:bool=True): # also select deterministic cuDNN/torch kernels
     "Seed `random`, NumPy and torch on every device from `seed`."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    if deterministic: os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    # off: cuDNN autotunes its kernels per input shape (fixed crops: a one-off cost) and may pick non-deterministic ones
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = deterministic, not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     return seed
 
 # %% ../nbs/00_core.ipynb #2be87859
@@ -150,18 +151,24 @@ def seed_worker(worker_id:int):
 def _mps_ok(): return getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
 
 # %% ../nbs/00_core.ipynb #ba1dd832
+def _choose_device(device:str, # 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
+                   cuda:bool, mps:bool, # what this machine has
+                   local_rank:int=0)->torch.device: # this process's `LOCAL_RANK` under torchrun
+    "The device `device` names on a machine with `cuda`/`mps`: 'auto' and a bare 'cuda' mean this rank's GPU."
+    if device == 'auto': device = 'cuda' if cuda else 'mps' if mps else 'cpu'
+    dev = torch.device(device)
+    if dev.type == 'cuda' and not cuda:
+        raise RuntimeError(f"device={device!r} was requested but CUDA is not available here; use device='auto' or 'cpu'")
+    if dev.type == 'mps' and not mps:
+        raise RuntimeError(f"device={device!r} was requested but MPS is not available here; use device='auto' or 'cpu'")
+    # a bare 'cuda' under torchrun would put every rank on the current GPU (and `torch.cuda.set_device` refuses it)
+    return torch.device('cuda', local_rank) if dev.type == 'cuda' and dev.index is None else dev
+
+# %% ../nbs/00_core.ipynb #3f6a2c1e
 def get_device(device:str|torch.device='auto')->torch.device: # 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
     "The `torch.device` to run on: `auto` picks cuda (this rank's GPU), then mps, then cpu."
-    if isinstance(device, torch.device): return device
-    if device == 'auto':
-        if torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-        return torch.device('mps' if _mps_ok() else 'cpu')
-    dev = torch.device(device)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} was requested but CUDA is not available here; use device='auto' or 'cpu'")
-    if dev.type == 'mps' and not _mps_ok():
-        raise RuntimeError(f"device={device!r} was requested but MPS is not available here; use device='auto' or 'cpu'")
-    return dev
+    if isinstance(device, torch.device) and device.index is not None: return device
+    return _choose_device(str(device), torch.cuda.is_available(), _mps_ok(), int(os.environ.get('LOCAL_RANK', 0)))
 
 # %% ../nbs/00_core.ipynb #4392850c
 @contextlib.contextmanager
@@ -201,6 +208,45 @@ def project_root()->Path:
 def get_rank()->int: return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 def get_world_size()->int: return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 def is_main_process()->bool: return get_rank() == 0
+
+# %% ../nbs/00_core.ipynb #a7c3e9d2
+def _backend_device(backend:str, # `dist.get_backend()`: 'nccl', 'gloo', 'mpi' or 'cpu:gloo,cuda:nccl'
+                    cuda_index:int|None)->torch.device: # this process's current GPU, None without one
+    "The device a collective of `backend` takes its tensors on: this process's GPU for NCCL, else the CPU."
+    if 'nccl' not in backend: return torch.device('cpu')
+    if cuda_index is None: raise ValueError(f"backend={backend!r} reduces CUDA tensors: cuda_index must be this process's GPU, got None")
+    return torch.device('cuda', cuda_index)
+
+def collective_device()->torch.device:
+    "Where this process's collectives run: its GPU under NCCL, the CPU under gloo or without `torch.distributed`."
+    if not (dist.is_available() and dist.is_initialized()): return torch.device('cpu')
+    b = str(dist.get_backend())
+    return _backend_device(b, torch.cuda.current_device() if 'nccl' in b else None)
+
+# %% ../nbs/00_core.ipynb #c5e9a2f4
+def _on_backend(t:torch.Tensor, fn)->torch.Tensor:
+    "Run the in-place collective `fn` on a copy of `t` on the backend's device (contiguous), and write the result back into `t`."
+    buf = t.to(collective_device()).contiguous()   # contiguous: gloo and NCCL work on the storage as laid out
+    fn(buf)
+    if buf is not t: t.copy_(buf)
+    return t
+
+def all_reduce_(t:torch.Tensor, op=None)->torch.Tensor: # `op`: a `dist.ReduceOp`, default SUM
+    "Reduce `t` over all ranks in place (on the backend's device, whatever `t`'s); a no-op in one process."
+    if get_world_size() == 1: return t
+    return _on_backend(t, lambda b: dist.all_reduce(b, dist.ReduceOp.SUM if op is None else op))
+
+def broadcast_(t:torch.Tensor, src:int=0)->torch.Tensor:
+    "Give every rank rank `src`'s `t`, in place; a no-op in one process."
+    if get_world_size() == 1: return t
+    return _on_backend(t, lambda b: dist.broadcast(b, src))
+
+def barrier():
+    "Wait for every rank (on this process's GPU under NCCL); a no-op in one process."
+    if get_world_size() == 1: return
+    dev = collective_device()
+    if dev.type == 'cuda': dist.barrier(device_ids=[dev.index])
+    else: dist.barrier()
 
 # %% ../nbs/00_core.ipynb #65279a55
 def get_logger(name:str='dass_nb', level:int=logging.INFO)->logging.Logger:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_engine.ipynb #7da1be6d
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, time
+import contextlib, dataclasses, datetime, json, math, os, time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -14,15 +14,15 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .core import (Config, atomic_save, get_logger, get_world_size, is_main_process, JSONLLogger, rng_state,
-                          set_rng_state, save_json)
+                          set_rng_state, save_json, broadcast_, barrier)
 from .metrics import ConfusionMatrix, miou_summary, iou_per_class
 from .losses import upsample
 from .data import eval_loader
 
 # %% auto #0
-__all__ = ['BN_REGIMES', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'init_distributed', 'ddp', 'unwrap', 'set_bn_regime',
-           'broadcast_buffers_', 'DABatch', 'probs', 'predict', 'predictions', 'evaluate', 'scores', 'save_checkpoint',
-           'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
+__all__ = ['BN_REGIMES', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'dist_timeout', 'init_distributed', 'ddp', 'unwrap',
+           'set_bn_regime', 'broadcast_buffers_', 'DABatch', 'probs', 'predict', 'predictions', 'evaluate', 'scores',
+           'save_checkpoint', 'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
 def make_optimizer(params, # an iterable of tensors or of param-group dicts (with an optional `lr_mult`)
@@ -79,6 +79,15 @@ class AMP:
     def state_dict(self): return self.scaler.state_dict()
     def load_state_dict(self, sd): self.scaler.load_state_dict(sd)
 
+# %% ../nbs/31_engine.ipynb #2d5e8b17
+def dist_timeout(env:dict|None=None)->datetime.timedelta: # the environment to read (default `os.environ`)
+    "How long a collective waits for the slowest rank: `DASS_DIST_TIMEOUT_MIN` minutes, 120 when unset."
+    v = (os.environ if env is None else env).get('DASS_DIST_TIMEOUT_MIN', '120')
+    try: m = float(v)
+    except ValueError: m = float('nan')
+    if not m > 0: raise ValueError(f"DASS_DIST_TIMEOUT_MIN={v!r}: expected a positive number of minutes")
+    return datetime.timedelta(minutes=m)
+
 # %% ../nbs/31_engine.ipynb #9becded1
 def init_distributed(device:str='auto')->torch.device:
     "Initialise `torch.distributed` from `torchrun`'s environment (if present) and return this rank's device."
@@ -87,7 +96,7 @@ def init_distributed(device:str='auto')->torch.device:
     dev = get_device(device)
     if ws > 1 and not dist.is_initialized():
         if dev.type == 'cuda': torch.cuda.set_device(dev)
-        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
+        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo', timeout=dist_timeout())
     return dev
 
 # %% ../nbs/31_engine.ipynb #8f8be6ec
@@ -122,7 +131,7 @@ def set_bn_regime(model:nn.Module, regime:str='train')->nn.Module:
 def broadcast_buffers_(model:nn.Module, src:int=0)->nn.Module:
     "Give every process rank `src`'s buffers of `model` (BatchNorm statistics, prototypes, style bases)."
     if get_world_size() > 1:
-        for b in unwrap(model).buffers(): dist.broadcast(b, src)   # in place, on the buffer's device (CUDA under NCCL)
+        for b in unwrap(model).buffers(): broadcast_(b, src)   # in place, on the backend's device
     return model
 
 # %% ../nbs/31_engine.ipynb #47593a4a
@@ -325,5 +334,5 @@ def run_stages(stages:list, out_dir, only:str|None=None)->dict:
         get_logger().info(f"stage {s.name}")
         results[s.name] = s.fn(d) or {}
         if is_main_process(): save_json(results[s.name], done)
-        if get_world_size() > 1: dist.barrier()
+        barrier()
     return results

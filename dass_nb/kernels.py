@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torch.distributed as dist
 from scipy import ndimage
 
-from .core import IGNORE, get_world_size
+from .core import IGNORE, get_world_size, all_reduce_
 
 # %% auto #0
 __all__ = ['confusion_matrix', 'labels_at', 'class_feature_sums', 'class_feature_means', 'ClassThresholds', 'gmm_density',
@@ -33,7 +32,7 @@ def confusion_matrix(pred:torch.Tensor, # predicted train IDs, any shape (or log
     keep = (target != ignore_index) & (target >= 0) & (target < num_classes) & (pred >= 0) & (pred < num_classes)
     cm = torch.bincount(target[keep] * num_classes + pred[keep], minlength=num_classes**2)
     cm = cm.reshape(num_classes, num_classes)
-    if all_reduce and get_world_size() > 1: dist.all_reduce(cm)
+    if all_reduce: all_reduce_(cm)
     return cm
 
 # %% ../nbs/01_kernels.ipynb #5273bf2f
@@ -84,7 +83,7 @@ class ClassThresholds:
 
     def sync(self):
         "Sum the histograms of all DDP ranks."
-        if get_world_size() > 1: dist.all_reduce(self.hist)
+        all_reduce_(self.hist)   # on the GPU under NCCL, whichever device the histogram is on
         return self
 
     def compute(self)->torch.Tensor: # `[K]` thresholds; 0 for a class never predicted

@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
-from .core import IGNORE, get_world_size
+from .core import IGNORE, get_world_size, all_reduce_
 from .kernels import confusion_matrix
 
 # %% auto #0
@@ -34,7 +33,7 @@ class ConfusionMatrix:
 
     def sync(self):
         "Sum the matrix over all ranks of a DDP job (a no-op in a single process)."
-        if get_world_size() > 1: dist.all_reduce(self.mat)
+        all_reduce_(self.mat)
         return self
 
     def reset(self): self.mat.zero_(); return self

@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from fastcore.docments import docments
 
 from .core import (Config, METHODS, MODELS, DATASETS, RECIPES, get_world_size, is_main_process, save_json,
-                          seed_everything, get_logger, _hints, _alternatives)
+                          seed_everything, get_logger, _hints, _alternatives, barrier)
 from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, fit, evaluate, scores, load_checkpoint,
                             run_stages, set_bn_regime)
 from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names,
@@ -87,6 +87,7 @@ class TrainConfig(Config):
     world_size:int=1 # processes (GPUs) the recipe's per-process batches assume
     keep_batch:str='per_gpu' # on another world size keep the 'per_gpu' batch, or the 'total' one (per-GPU batch = total / world size)
     seed:int=0 # fixes data order, augmentation and initialisation
+    deterministic:bool=True # deterministic cuDNN/torch kernels; False: cuDNN autotuning (faster on a GPU, not bit-reproducible)
     device:str='auto' # 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
     amp:str|None='bf16' # mixed precision on CUDA: 'bf16', 'fp16' or None
     num_workers:int=2 # data-loading processes per training process
@@ -334,7 +335,7 @@ def world_message(cfg:TrainConfig, world:int)->str|None:
 def _ensure_builtin(data_dir:Path):
     from dass_nb.data.synthetic import ensure_benchmark
     if is_main_process(): ensure_benchmark(data_dir.parent)   # writes data_dir = <root>/synthetic
-    if get_world_size() > 1: torch.distributed.barrier()
+    barrier()
 
 # %% ../nbs/50_training.ipynb #dfb9ff56
 class Run:
@@ -342,7 +343,7 @@ class Run:
     def __init__(self, cfg:TrainConfig):
         self.cfg = self.scfg = validate(cfg)
         self.device = init_distributed(cfg.device)
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed, cfg.deterministic)
         self.out_dir = Path(cfg.out_dir); self.out_dir.mkdir(parents=True, exist_ok=True)
         if is_main_process(): cfg.save(self.out_dir/'config.json')
         data_dir, builtin = resolve_data_root(cfg.data_root)

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torch.distributed as dist
 
-from ..core import get_world_size
+from ..core import get_world_size, all_reduce_
 from ..kernels import labels_at, class_feature_sums
 
 # %% auto #0
@@ -75,8 +74,7 @@ class ClassStats:
 
     def sync(self):
         "Sum the statistics over the ranks of a DDP job (a no-op in one process)."
-        if get_world_size() > 1:
-            for t in (self.sums, self.sq, self.counts): dist.all_reduce(t)
+        for t in (self.sums, self.sq, self.counts): all_reduce_(t)
         return self
 
     def centres(self)->torch.Tensor: return self.sums / self.counts.clamp(min=1)[:, None] # `[K, C]`

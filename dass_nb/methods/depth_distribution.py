@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 
 import dass_nb
-from ..core import METHODS, is_main_process, atomic_save, get_world_size, recipe
+from ..core import METHODS, is_main_process, atomic_save, get_world_size, recipe, barrier, all_reduce_
 from ..kernels import ClassGMMs, source_density_target, target_density_target, spatial_prior_refine
 from ..engine import Optim, Stage, predictions, load_checkpoint
 from ..losses import SegCELoss, upsample, entropy_map, berhu_loss
@@ -279,7 +279,7 @@ def _gmm_stage(grid:tuple, dataset, out_dir:Path, name:str, seed:int=0)->dict:
     K, path = len(dataset.classes), Path(out_dir)/'gmm.json'
     key = f"{name}_{K}cls_{grid[1]}x{grid[0]}"
     if is_main_process(): save_gmm({key: fit_gmm(grid_samples(dataset, K, grid), seed=seed)}, path)
-    if get_world_size() > 1: torch.distributed.barrier()
+    barrier()   # the other ranks wait for the fit: the process group's timeout allows for it (`dist_timeout`)
     return {'gmm': str(path), 'key': key, 'grid': list(grid), 'images': len(dataset)}
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #56fe7b1c
@@ -295,14 +295,17 @@ def spatial_prior(num_classes:int, target:str, thresholds:list|None=None): # [K]
 # %% ../../nbs/47_methods.depth_distribution.ipynb #67a6ea09
 @torch.no_grad()
 def _depth_eval_stage(model, dataset, num_workers:int=0)->dict:
-    "Depth metrics (inverse depth) of `model`'s depth head on `dataset` (with depth), pixel-weighted over the split."
-    tot, n, dev = {}, 0, next(model.parameters()).device
+    "Depth metrics (inverse depth) of `model`'s depth head on `dataset` (with depth), pixel-weighted over the split (all ranks' shares)."
+    keys, dev = ('abs_rel', 'sq_rel', 'rms', 'log_rms', 'delta1', 'delta2', 'delta3'), next(model.parameters()).device
+    tot, n = dict.fromkeys(keys, 0.), 0
     for b, out in predictions(model, dataset, None, num_workers):
         d = b['depth'].to(dev)
         k, m = int((d > 0).sum()), depth_metrics(upsample(out.depth.float(), d.shape[-2:]), d)
-        for key, v in m.items(): tot[key] = tot.get(key, 0.) + k * (v * v if key.endswith('rms') else v)
+        for key, v in m.items(): tot[key] = tot[key] + k * (v * v if key.endswith('rms') else v)
         n += k
-    return {k: math.sqrt(v / n) if k.endswith('rms') else v / n for k, v in tot.items()} | {'pixels': n, 'split': 'val'}
+    *sums, n = all_reduce_(torch.tensor([*tot.values(), n], dtype=torch.float64)).tolist()   # float64: exact for these sums and counts
+    n = int(n)
+    return {k: math.sqrt(v / n) if k.endswith('rms') else v / n for k, v in zip(keys, sums)} | {'pixels': n, 'split': 'val'}
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #0229f594
 def _export_stage(last:Path, out_dir:Path)->dict:

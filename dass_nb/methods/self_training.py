@@ -8,9 +8,8 @@ import dataclasses
 from pathlib import Path
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from ..core import METHODS, IGNORE, get_world_size
+from ..core import METHODS, IGNORE, get_world_size, all_reduce_
 from ..kernels import ClassThresholds
 from ..engine import Stage, predictions, probs
 from .base import DAMethod, Feed, MethodOptions
@@ -55,7 +54,7 @@ def write_pseudo_labels(model, dataset, out_dir, thresholds:torch.Tensor, amp=No
         ref = lab if refine is None else refine(lab)
         kept += torch.tensor([(lab != IGNORE).sum().item(), (ref != IGNORE).sum().item(), lab.numel()])
         for name, l in zip(b['name'], ref): write_png(out_dir/f'{name}.png', l.numpy().astype(np.uint8), palette=palette)
-    if get_world_size() > 1: dist.all_reduce(kept)
+    all_reduce_(kept)   # a CPU counter: the helper reduces it on the backend's device
     res = {'kept_fraction': (kept[1] / kept[2]).item(), 'images': len(dataset)}
     return res if refine is None else {'confident_fraction': (kept[0] / kept[2]).item(), **res}
 

@@ -8,9 +8,8 @@ import dataclasses
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.distributed as dist
 
-from ..core import METHODS, get_world_size, recipe
+from ..core import METHODS, get_world_size, recipe, all_reduce_
 from ..kernels import labels_at, instance_stats, project_style, _check_style_args
 from ..engine import unwrap
 from ..losses import clustering_losses
@@ -45,7 +44,7 @@ class StyleProjection(nn.Module):
             raise ValueError(f"domains {dom.unique().tolist()}: expected indices in 0..{self.num_bases - 1}")
         onehot = F.one_hot(dom, self.num_bases).float()                                   # [B, M]
         sums, counts = onehot.T @ torch.cat(instance_stats(x), 1), onehot.sum(0)          # [M, 2C], [M]
-        if get_world_size() > 1: dist.all_reduce(sums); dist.all_reduce(counts)
+        all_reduce_(sums); all_reduce_(counts)
         seen, C = (counts > 0)[:, None], x.shape[1]
         batch = sums / counts.clamp(min=1)[:, None]
         for buf, new in ((self.base_mu, batch[:, :C]), (self.base_sigma, batch[:, C:])):
@@ -90,7 +89,7 @@ class SemanticClustering(nn.Module):
                counts:torch.Tensor, # `[K, M]` their pixel counts
                momentum:float=0.999): # weight of the old base (official `gamma` 0.999)
         "Move the bases of the classes and domains present in this batch (all DDP ranks) towards their centres."
-        if get_world_size() > 1: sums, counts = sums.clone(), counts.clone(); dist.all_reduce(sums); dist.all_reduce(counts)
+        if get_world_size() > 1: sums, counts = all_reduce_(sums.clone()), all_reduce_(counts.clone())   # the caller's tensors stay its own
         new = momentum * self.bases + (1 - momentum) * F.normalize(sums.to(self.bases), dim=-1)
         self.bases.copy_(torch.where((counts > 0).to(new.device)[..., None], F.normalize(new, dim=-1), self.bases))
         return self

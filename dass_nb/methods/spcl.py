@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.distributed as dist
 
-from ..core import METHODS, IGNORE, get_logger, get_world_size, is_main_process, atomic_save, recipe
+from ..core import METHODS, IGNORE, get_logger, get_world_size, is_main_process, atomic_save, recipe, all_reduce_
 from ..kernels import labels_at, class_feature_sums, class_feature_means
 from ..engine import Stage, predictions, unwrap
 from ..losses import SegCELoss, prototype_contrastive_loss
@@ -48,7 +47,7 @@ class PrototypeBank(nn.Module):
                labels:torch.Tensor): # `[N, h, w]` labels at that resolution, `IGNORE` for unused pixels
         "Move each prototype towards its class's mean in this batch (all DDP ranks' pixels)."
         sums, counts = class_feature_sums(feats, labels, self.num_classes)
-        if get_world_size() > 1: dist.all_reduce(sums); dist.all_reduce(counts)
+        all_reduce_(sums); all_reduce_(counts)
         batch = sums.to(self.protos) / counts.clamp(min=1).to(self.protos)[:, None]
         new = self.alpha * self.protos + (1 - self.alpha) * batch   # absent classes: batch mean 0
         if self.reproduce == 'paper': new = torch.where((counts > 0).to(new.device)[:, None], new, self.protos)
@@ -67,8 +66,7 @@ def source_prototypes(model:nn.Module, datasets, # a source dataset or a list of
             means, counts = class_feature_means(f, correct_pixels(labels_at(b['label'].to(dev), f.shape[-2:]), out.logits), num_classes)
             sums = means.cpu() * (counts > 0).cpu()[:, None] + (0 if sums is None else sums)
             n += (counts > 0).cpu()
-    if get_world_size() > 1:
-        sums, n = sums.to(dev), n.to(dev); dist.all_reduce(sums); dist.all_reduce(n)
+    all_reduce_(sums); all_reduce_(n)
     return (sums / n.clamp(min=1)[:, None]).cpu(), n.cpu()
 
 # %% ../../nbs/45_methods.spcl.ipynb #7619a6d1

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.distributed as dist
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..core import Config, get_rank, get_world_size, is_main_process
+from ..core import Config, get_rank, get_world_size, is_main_process, barrier
 from ..engine import AMP, ddp, make_optimizer, fit
 from ..losses import GANLoss
 from ..models import ResnetGenerator, PatchDiscriminator, gan_init_
@@ -191,7 +190,7 @@ def translate_dataset(generator:nn.Module, dataset, # a `SegDataset` (its `files
     if is_main_process():
         for f in Path(src_root).iterdir():
             if f.is_file(): shutil.copyfile(f, out_root/f.name)
-    if world > 1: dist.barrier()
+    barrier()
     generator.train(was)
     return dataset.names
 
