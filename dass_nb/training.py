@@ -217,8 +217,9 @@ def network(cfg:TrainConfig, init=None, # a stage's checkpoint whose network wei
 # %% ../nbs/50_training.ipynb #b748c21c
 class RunData:
     "The datasets of a run and their loaders, from its sources, target, class protocol, inputs and seed."
-    def __init__(self, cfg:TrainConfig, data_dir:Path|None, cache_dir:Path|None=None, positions:bool=False):
-        self.cfg, self.data_dir, self.cache_dir, self.positions = cfg, data_dir, cache_dir, positions
+    def __init__(self, cfg:TrainConfig, data_dir:Path|None, cache_dir:Path|None=None, positions:bool=False,
+                 pin_memory:bool=False): # page-locked batches, for asynchronous copies to a GPU
+        self.cfg, self.data_dir, self.cache_dir, self.positions, self.pin_memory = cfg, data_dir, cache_dir, positions, pin_memory
         self.sources, self.target_spec, self.num_classes = cfg.source.split('+'), cfg.target, cfg.num_classes
         self.norm = input_norm(cfg.backbone)
 
@@ -273,7 +274,8 @@ class RunData:
         c, one = self.cfg, len(datasets) == 1
         ds, kw = (datasets[0], {'sampler': samplers[0]} if samplers else {}) if one else (datasets, {'samplers': samplers})
         loader = InfiniteLoader if one else MultiSourceLoader
-        return lambda it: iter(loader(ds, batch_size, c.seed + seed_offset, num_workers=c.num_workers, start_iter=it, **kw))
+        return lambda it: iter(loader(ds, batch_size, c.seed + seed_offset, num_workers=c.num_workers, start_iter=it,
+                                      pin_memory=self.pin_memory, **kw))
 
 # %% ../nbs/50_training.ipynb #5b1e0a08
 @dataclasses.dataclass(frozen=True)
@@ -350,7 +352,8 @@ class Run:
         if builtin: _ensure_builtin(data_dir)
         self.method_cls, self.opts = METHODS.get(cfg.method), options(cfg)
         positions = self.method_cls.needs_positions(self.opts) if hasattr(self.method_cls, 'needs_positions') else False
-        self.data, self.amp = RunData(cfg, data_dir, self.out_dir/'cache', positions), AMP(self.device, cfg.amp)
+        self.data = RunData(cfg, data_dir, self.out_dir/'cache', positions, pin_memory=self.device.type == 'cuda')
+        self.amp = AMP(self.device, cfg.amp)
         self.stage_name, self.inits = None, {}
         msg = world_message(cfg, get_world_size())
         if msg and is_main_process(): get_logger().warning(msg)
