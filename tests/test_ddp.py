@@ -15,6 +15,11 @@ EXTRA = {'self_training': dict(method_options=None),
          'mlfa': dict(method_options=json.dumps(MLFA)),
          'spcl': dict(method_options=json.dumps({'warmup_iters': 1., 'contrastive_iters': 1., 'self_training_iters': 1.})),  # fractions of --iters
          'dg_baseline': dict(source='gta5+synthia'), 'ibn': dict(source='gta5+synthia'), 'spc': dict(source='gta5+synthia')}
+# option variants whose networks or passes differ from the defaults': the auxiliary head aligned, no density head
+VARIANTS = {'adaptsegnet-multi_level': ('adaptsegnet', dict(method_options=json.dumps({'multi_level': True}))),
+            'depth_distribution-m1': ('depth_distribution', {**EXTRA['depth_distribution'],
+                                      'method_options': json.dumps({'density': False, 'self_train': False, 'spatial_prior': False})})}
+RUNS = {**{m: (m, EXTRA.get(m, {})) for m in METHODS}, **VARIANTS}
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 
 @pytest.fixture(scope='module')
@@ -38,11 +43,13 @@ def init_ckpt(bench, tmp_path_factory):
     assert r.returncode == 0, r.stderr[-3000:]
     return out/'train'/'last.pt'
 
-@pytest.mark.parametrize('method', list(METHODS))
-def test_two_processes_every_stage(method, bench, tmp_path, request):
-    kw = dict(EXTRA.get(method, {}))
+def test_every_method_is_run(): assert set(METHODS) <= {m for m, _ in RUNS.values()}
+
+@pytest.mark.parametrize('run', list(RUNS))
+def test_two_processes_every_stage(run, bench, tmp_path, request):
+    method, kw = RUNS[run][0], dict(RUNS[run][1])
     if method == 'self_training': kw['method_options'] = json.dumps({'init': str(request.getfixturevalue('init_ckpt'))})
-    out = tmp_path/method
+    out = tmp_path/run
     cmd = [str(BIN/'torchrun'), '--standalone', '--nproc_per_node', '2', str(BIN/'dass_train'), *args(bench, out, method=method, **kw)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=ENV)
     assert r.returncode == 0, r.stderr[-5000:]
