@@ -240,7 +240,9 @@ class DepthDist(DAMethod):
             xy, img = self.frame(getattr(b, 'pos_t', None), out_t.logits.shape[-2:])
             tgt = target_density_target(self.gmm, out_t.logits.detach().argmax(1), out_t.depth.detach()[:, 0], xy)
             ls['tar'] = o.lambda_tar * self._density_loss(out_t.density, tgt, img)
-        return {**ls, **self.adv.loss(self.d_inputs(out_t, b.x_t.shape[-2:]))}
+        ls = {**ls, **self.adv.loss(self.d_inputs(out_t, b.x_t.shape[-2:]))}
+        ls['adv'] = ls['adv'] + 0 * out_t.depth.float().sum()   # DDP needs a (zero) gradient for the depth head too
+        return ls
 
     def extra_steps(self, b)->dict: return self.adv.step(self.amp)
     def state_dict(self)->dict: return {**super().state_dict(), 'adv': self.adv.state_dict()}
