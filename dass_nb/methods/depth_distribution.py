@@ -307,7 +307,8 @@ def _depth_eval_stage(model, dataset, num_workers:int=0)->dict:
         n += k
     *sums, n = all_reduce_(torch.tensor([*tot.values(), n], dtype=torch.float64)).tolist()   # float64: exact for these sums and counts
     n = int(n)
-    return {k: math.sqrt(v / n) if k.endswith('rms') else v / n for k, v in zip(keys, sums)} | {'pixels': n, 'split': 'val'}
+    metrics = {k: math.sqrt(v / n) if k.endswith('rms') else v / n for k, v in zip(keys, sums)} if n else {}   # none on a split without depth
+    return metrics | {'pixels': n, 'split': 'val'}
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #0229f594
 def _export_stage(last:Path, out_dir:Path)->dict:
