@@ -1,7 +1,7 @@
 """Every recipe resolves, validates and prints its protocol; the paper recipes' protocols match a table of the originals'
 facts transcribed from ../shared/reference/METHODS.md (section numbers in the table); every recipe runs end to end on CPU,
 two iterations per training stage, with an explicit small-size override."""
-import json
+import json, shutil
 import pytest
 from dass_nb.core import RECIPES
 from dass_nb.training import resolve_config, validate, protocol, train_cli
@@ -155,6 +155,7 @@ def test_every_recipe_runs_end_to_end(bench, tmp_path, name):
     assert 0 <= m['target_miou'] <= 100
     if name == 'spcl-gta5-cityscapes':   # each stage starts from the previous stage's best on val, and metrics.json says so
         assert m['init_from'] == 'best' and m['stage_inits']['contrastive'].endswith('warmup/best.pt'), m['stage_inits']
+    shutil.rmtree(tmp_path/'run')   # a ResNet-101 run leaves about a gigabyte of checkpoints
 
 # (recipe, field of the resolved configuration (dotted), the original's value, where METHODS.md / FIDELITY.md says it)
 OPTION_FACTS = [
