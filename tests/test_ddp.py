@@ -1,6 +1,7 @@
 """Every registered method under DDP: two `torchrun` processes (gloo, CPU), every stage, 2 iterations each.
 DDP fails where a step leaves a parameter without gradient, where ranks pass collectives of different shapes, or where
 rank-0-only work is not followed by a barrier; one-process tests show none of these."""
+import shutil
 import json, math, os, subprocess
 import pytest
 from conftest import ROOT, BIN, tiny_args
@@ -62,3 +63,4 @@ def test_two_processes_every_stage(run, bench, tmp_path, request):
     assert all(s['iters'] == 2 and m['stages'][s['name']].get('iters', 2) == 2 for s in pr['stages'])
     assert math.isfinite(m['target_miou']) and 0 <= m['target_miou'] <= 100
     assert r.stdout.count('mIoU') == 1, "only rank 0 reports"
+    shutil.rmtree(out)   # half a gigabyte per run otherwise stays until the session ends
