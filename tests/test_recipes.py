@@ -1,5 +1,5 @@
 """Every recipe resolves, validates and prints its protocol; the paper recipes' protocols match a table of the originals'
-facts transcribed from ../shared/reference/METHODS.md (section numbers in the table); every recipe runs end to end on CPU,
+facts transcribed into FACTS below from METHODS.md, the reference notes on the original implementations (its section numbers in the table); every recipe runs end to end on CPU,
 two iterations per training stage, with an explicit small-size override."""
 import json, shutil
 import pytest
