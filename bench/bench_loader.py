@@ -7,11 +7,12 @@ the medians and the ratio B/A come from one run on the same (shared) cores:
   chain     the training transform chain alone on a sample already read (scale 0.5-1.5, crop 512x1024, flip; the
             source also colour jitter 0.3, 0.3, 0.3, 0.05, as the CPU default), normalisation included when it is on the CPU
   sample    `dataset[(i, seed)]`: read + chain, what a worker does per image (target: without labels where supported)
+            (where supported, the chain is a run's: uint8 out, normalised later on the device)
   loader wN InfiniteLoader, batch 2, N workers: images per second over 6 batches after the first
   wire MB   bytes of one batch of 2 as it leaves the workers
   gta5 index  seconds to build the GTA5 reader over the pairs (the size scan, or the list `data_prep` writes)
 Run: PYTHONPATH=. python bench/bench_loader.py [--trees /work/main .] [--rounds 3]"""
-import argparse, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, inspect, json, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 
@@ -57,7 +58,8 @@ def measure(root:Path, n:int=8)->dict:
               'cityscapes': Input(scale=(0.5, 1.5), crop=(512, 1024))}
     out = {}
     for name, inp in inputs.items():
-        ds = get_dataset(name, 'all' if name == 'gta5' else 'train', root=root/name, transform=inp.transform('imagenet'))
+        wire = {'on_device': True} if 'on_device' in inspect.signature(inp.transform).parameters else {}   # as a run's loaders
+        ds = get_dataset(name, 'all' if name == 'gta5' else 'train', root=root/name, transform=inp.transform('imagenet', **wire))
         if name == 'cityscapes' and hasattr(ds, 'without_labels'): ds = ds.without_labels()
         s0 = ds.read(0)
         out[f'read {name}'] = _median_time(lambda k: ds.read(k % N), n)

@@ -17,7 +17,7 @@ from .core import (Config, atomic_save, get_logger, get_world_size, is_main_proc
                           set_rng_state, save_json, broadcast_, barrier)
 from .metrics import ConfusionMatrix, miou_summary, iou_per_class
 from .losses import upsample
-from .data import eval_loader
+from .data import eval_loader, to_device
 
 # %% auto #0
 __all__ = ['BN_REGIMES', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'dist_timeout', 'init_distributed', 'ddp', 'unwrap',
@@ -169,12 +169,14 @@ def predict(model:nn.Module, x:torch.Tensor, size=None, amp:AMP=None)->torch.Ten
 def predictions(model:nn.Module, dataset, # samples with an `image`; this rank reads its share
                 amp:AMP|None=None, num_workers:int=0,
                 desc:str|None=None)->Iterator[tuple]: # progress-bar title (rank 0); None: no bar
-    "`(batch, output)` of `model` in eval mode over `dataset`, in batches of one, images on the model's device."
+    "`(batch, output)` of `model` in eval mode over `dataset`, in batches of one, the batch on the model's device (`to_device`)."
     was, dev = model.training, next(model.parameters()).device
     model.eval()
     try:
-        for b in tqdm(eval_loader(dataset, 1, num_workers), desc=desc, leave=False, disable=desc is None or not is_main_process()):
-            with amp.autocast() if amp else contextlib.nullcontext(): out = model(b['image'].to(dev))
+        loader = eval_loader(dataset, 1, num_workers, pin_memory=dev.type == 'cuda')
+        for b in tqdm(loader, desc=desc, leave=False, disable=desc is None or not is_main_process()):
+            b = to_device(b, dev)
+            with amp.autocast() if amp else contextlib.nullcontext(): out = model(b['image'])
             yield b, out
     finally: model.train(was)
 
@@ -253,7 +255,8 @@ def _step(method, src, tgt, pseudo:bool, it:int, max_iter:int, lr_power:float)->
     "One iteration: the learning rates of iteration `it` (poly towards `max_iter`), the next batches, the method's step."
     for opt in method.optimizers(): poly_lr_(opt, it, max_iter, lr_power)
     step = getattr(method, 'step', None) or method.train_step     # `step` keeps the losses on the device
-    return step(DABatch.from_dicts(next(src), next(tgt) if tgt else None, pseudo=pseudo).to(method.device))
+    dev = method.device
+    return step(DABatch.from_dicts(to_device(next(src), dev), to_device(next(tgt), dev) if tgt else None, pseudo=pseudo))
 
 def _numbers(losses:dict)->dict:
     "The losses as Python floats, in one transfer from the device."

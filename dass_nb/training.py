@@ -41,10 +41,11 @@ class Input(Config):
     jitter_p:float=1. # probability of jittering an image (RobustNet: 0.5)
     blur:float=0. # probability of a Gaussian blur (RobustNet's gblur)
 
-    def transform(self, norm:str='imagenet', positions:bool=False):
+    def transform(self, norm:str='imagenet', positions:bool=False,
+                  on_device:bool=False): # uint8 out, normalised on the model's device (`to_device`)
         "The training chain of this input, normalised as the backbone expects (`norm`)."
         return train_transform(crop=self.crop, scale=self.scale, resize=self.resize, flip=self.flip, jitter=self.jitter,
-                               jitter_p=self.jitter_p, blur=self.blur, norm=norm, positions=positions)
+                               jitter_p=self.jitter_p, blur=self.blur, norm=norm, positions=positions, on_device=on_device)
 
     def size(self)->tuple|None:
         "The (h, w) of a training image: the crop, else the resize (None: it varies)."
@@ -236,8 +237,8 @@ class RunData:
         return next((self.cfg.eval_inputs[k] for k in (spec, spec.partition(':')[0]) if k in self.cfg.eval_inputs), 'full')
 
     def transform(self, train:bool, domain:str, spec:str):
-        if train: return self.input(domain).transform(self.norm, self.positions)
-        return eval_input(self.eval_spec(spec, domain), self.norm)
+        if train: return self.input(domain).transform(self.norm, self.positions, on_device=True)
+        return eval_input(self.eval_spec(spec, domain), self.norm, on_device=True)
 
     def dataset(self, spec:str, split:str, transform=None, domain:int=0, **kwargs):
         "Dataset `spec`'s `split` under the run's class protocol (`kwargs`: reader options, e.g. `depth=True`)."

@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..core import get_rank, get_world_size, seed_worker, save_json
 from .png import read_label
+from .transforms import normalize
 
 # %% auto #0
-__all__ = ['collate', 'PermutationSampler', 'ClassBalancedSampler', 'ClassUniformSampler', 'image_classes', 'make_sampler',
-           'sample_seed', 'InfiniteLoader', 'DomainConcat', 'MultiSourceLoader', 'eval_loader']
+__all__ = ['collate', 'to_device', 'PermutationSampler', 'ClassBalancedSampler', 'ClassUniformSampler', 'image_classes',
+           'make_sampler', 'sample_seed', 'InfiniteLoader', 'DomainConcat', 'MultiSourceLoader', 'eval_loader']
 
 # %% ../../nbs/13_data.sampling.ipynb #096dc590
 def collate(samples:list[dict])->dict:
@@ -32,6 +33,16 @@ def collate(samples:list[dict])->dict:
             out[k] = torch.stack(vs)
         elif isinstance(vs[0], (bool, int, float, np.integer, np.floating)): out[k] = torch.tensor(vs)
         else: out[k] = vs
+    return out
+
+# %% ../../nbs/13_data.sampling.ipynb #7763b462
+def to_device(batch:dict, device)->dict:
+    "`batch` with its tensors on `device`; a uint8 image with a recorded `norm` normalised there, the label long."
+    out = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    norms = set(out.pop('norm', ()))
+    if len(norms) > 1: raise ValueError(f"one batch mixes input normalisations {sorted(norms)}; its samples need one backbone's")
+    if norms: out['image'] = normalize(out['image'], norms.pop())
+    if 'label' in out: out['label'] = out['label'].long()
     return out
 
 # %% ../../nbs/13_data.sampling.ipynb #b26ae494
@@ -251,8 +262,9 @@ class MultiSourceLoader(InfiniteLoader):
 
 # %% ../../nbs/13_data.sampling.ipynb #fc1669b3
 def eval_loader(dataset:Dataset, batch_size:int=1, num_workers:int=0,
-                rank:int|None=None, world_size:int|None=None)->DataLoader:
+                rank:int|None=None, world_size:int|None=None,
+                pin_memory:bool=False)->DataLoader: # page-locked batches, for asynchronous copies to a GPU
     "A finite, ordered loader over this rank's share of `dataset`."
     rank, world = (get_rank() if rank is None else rank), (get_world_size() if world_size is None else world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=list(range(rank, len(dataset), world)),
-                      num_workers=num_workers, collate_fn=collate, worker_init_fn=seed_worker)
+                      num_workers=num_workers, collate_fn=collate, worker_init_fn=seed_worker, pin_memory=pin_memory)

@@ -193,14 +193,22 @@ def denormalize(x:torch.Tensor, # normalised image(s) [...,3,H,W]
     return img.round().clamp(0, 255).to(torch.uint8)
 
 # %% ../../nbs/11_data.transforms.ipynb #4406bcac
+def _narrow(label:torch.Tensor)->torch.Tensor:
+    "`label` as uint8 when every value fits (train IDs and ignore 255), else long."
+    if label.dtype == torch.uint8: return label
+    return label.to(torch.uint8) if label.numel() and 0 <= label.min() and label.max() <= 255 else label.long()
+
 class Normalize:
-    "Last step of a recipe: `normalize` the image, make the label long."
-    def __init__(self, norm:str='imagenet'): _stats(norm, torch.zeros(1)); self.norm = norm
+    "Last step of a recipe: `normalize` the image and make the label long, or (`on_device`) leave both narrow for `to_device`."
+    def __init__(self, norm:str='imagenet', # 'imagenet', 'caffe' or 'none'
+                 on_device:bool=False): # keep the image uint8 and record `norm`: `to_device` normalises the batch
+        _stats(norm, torch.zeros(1)); self.norm, self.on_device = norm, on_device
     def __call__(self, s, g=None):
+        if self.on_device: return dict(s, norm=self.norm, **({'label': _narrow(s['label'])} if 'label' in s else {}))
         out = dict(s, image=normalize(s['image'], self.norm))
         if 'label' in s: out['label'] = s['label'].long()
         return out
-    def __repr__(self): return f'Normalize({self.norm!r})'
+    def __repr__(self): return f'Normalize({self.norm!r}{", on_device=True" if self.on_device else ""})'
 
 # %% ../../nbs/11_data.transforms.ipynb #b1d261bd
 class ResizeHeight:
@@ -262,9 +270,10 @@ def _eval_geometry(spec, interpolation:str)->list:
 # %% ../../nbs/11_data.transforms.ipynb #c72aa6a0
 def eval_input(spec=None, # 'full'/None, [h, w], {'resize_height': n, 'center_crop': n} or {'resize_pad': [h, w]}
                norm:str='imagenet', # 'imagenet', 'caffe' or 'none'
-               interpolation:str='bilinear')->Compose: # image interpolation
+               interpolation:str='bilinear', # image interpolation
+               on_device:bool=False)->Compose: # uint8 out, normalised by `to_device` (see `Normalize`)
     "The evaluation chain of the input protocol `spec`, then normalisation."
-    return Compose([*_eval_geometry(spec, interpolation), Normalize(norm)])
+    return Compose([*_eval_geometry(spec, interpolation), Normalize(norm, on_device)])
 
 # %% ../../nbs/11_data.transforms.ipynb #a8fe6d6c
 def train_transform(crop:tuple[int, int]|None=(512, 1024), # random crop (h, w); None: no crop
@@ -277,13 +286,14 @@ def train_transform(crop:tuple[int, int]|None=(512, 1024), # random crop (h, w);
                     blur:float=0., # probability of a Gaussian blur
                     norm:str='imagenet', # 'imagenet', 'caffe' or 'none'
                     interpolation:str='bilinear', # image interpolation of resize and scale
-                    positions:bool=False)->Compose: # add `pos` first (`AddPositions`), for methods that need where a pixel was
+                    positions:bool=False, # add `pos` first (`AddPositions`), for methods that need where a pixel was
+                    on_device:bool=False)->Compose: # uint8 out, normalised by `to_device` (see `Normalize`)
     "The training augmentation chain as one `Compose`."
     return Compose([AddPositions() if positions else None, Resize(resize, interpolation) if resize else None,
                     RandomScale(scale, base_size, interpolation) if scale else None,
                     RandomCrop(crop) if crop else None, RandomHFlip(0.5) if flip else None,
                     ColorJitter(*jitter, p=jitter_p) if jitter else None, GaussianBlur(blur) if blur else None,
-                    Normalize(norm)])
+                    Normalize(norm, on_device)])
 
 # %% ../../nbs/11_data.transforms.ipynb #f592c275
 def eval_transform(size:tuple[int, int]|None=None, # (h, w) network input size; None: keep
