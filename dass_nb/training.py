@@ -401,7 +401,7 @@ def _batches(self:Run, feed:Feed, pseudo, source)->tuple:
     srcs = d.source(split='train' if feed is Feed.SOURCE_TRAIN else None, specs=specs)
     src = d.batches(srcs, bs, 0, d.samplers(srcs, specs))
     if feed in (Feed.SOURCE, Feed.SOURCE_TRAIN): return src, None
-    return src, d.batches([pseudo if feed is Feed.SOURCE_PSEUDO else d.target()], tbs, 1)
+    return src, d.batches([pseudo if feed is Feed.SOURCE_PSEUDO else d.target().without_labels()], tbs, 1)   # `DABatch` reads no target ground truth
 
 # %% ../nbs/50_training.ipynb #5b1e0a0e
 @patch

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/12_data.datasets.ipynb #65b249d4
 from __future__ import annotations
-import os, warnings
+import copy, os, warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,12 @@ class SegDataset(torch.utils.data.Dataset):
                  domain:int=0, # domain index stored in every sample
                  label_channel:int|None=None): # channel holding the class in multi-channel label files; None: labels must be single-channel
         self.files, self.lut, self.classes = list(files), label_lut(table), tuple(classes)
-        self.transform, self.domain, self.label_channel = transform, domain, label_channel
+        self.transform, self.domain, self.label_channel, self.labels = transform, domain, label_channel, True
+
+    def without_labels(self)->SegDataset:
+        "This dataset with samples of image (and depth) only, the label files not read."
+        ds = copy.copy(self); ds.labels = False
+        return ds
 
     @property
     def num_classes(self)->int: return len(self.classes)
@@ -43,13 +48,14 @@ class SegDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.files)
 
     def read(self, i:int)->dict:
-        "Sample `i` as stored: uint8 image, long train-ID label, depth if present."
+        "Sample `i` as stored: uint8 image, long train-ID label (unless `without_labels`), depth if present."
         img_f, lab_f, dep_f, name = self.files[i]
         img = read_image(img_f)
-        lab = torch.from_numpy(self.lut[read_label(lab_f, self.label_channel).astype(np.int64)]).long()
-        if lab.shape != img.shape[1:]:
-            raise ValueError(f"label {lab_f} is {tuple(lab.shape)} but image {img_f} is {tuple(img.shape[1:])}")
-        s = {'image': img, 'label': lab, 'name': name, 'domain': self.domain}
+        s = {'image': img, 'name': name, 'domain': self.domain}
+        if self.labels:
+            s['label'] = lab = torch.from_numpy(self.lut[read_label(lab_f, self.label_channel).astype(np.int64)]).long()
+            if lab.shape != img.shape[1:]:
+                raise ValueError(f"label {lab_f} is {tuple(lab.shape)} but image {img_f} is {tuple(img.shape[1:])}")
         if dep_f is not None:
             s['depth'] = decode_depth(read_label(dep_f))
             if s['depth'].shape[1:] != img.shape[1:]:
