@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core import DATASETS, project_root
+from ..core import DATASETS, get_logger, project_root
 from .labels import class_names, label_lut, mapillary_names, train_id_table
 from .png import read_image, read_label, write_png
 
@@ -128,7 +128,10 @@ def gta5(root, split:str='all', num_classes:int=19, transform=None, domain:int=0
     listed = (Path(root)/f'{split}.txt').exists()
     stems = _split_stems('gta5', root, split, [p.stem for p in imgs.glob('*.png')])
     files = [(imgs/f'{s}.png', labs/f'{s}.png', None, s) for s in stems]
-    if not listed: files = _drop_mismatched(files)
+    if not listed:
+        get_logger().info(f"gta5: no {split}.txt in {root}, so every image/label pair's size is checked; write the list of "
+                          f"good pairs once with `python -m data_prep.gta5_filter {root}`")
+        files = _drop_mismatched(files)
     return SegDataset(files, train_id_table('gta5', num_classes), class_names(num_classes), transform, domain)
 
 gta5.train_split = 'all'   # no official split: as a source it trains on every image
