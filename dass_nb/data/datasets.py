@@ -48,12 +48,12 @@ class SegDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.files)
 
     def read(self, i:int)->dict:
-        "Sample `i` as stored: uint8 image, long train-ID label (unless `without_labels`), depth if present."
+        "Sample `i` as stored: uint8 image, uint8 train-ID label (unless `without_labels`), depth if present."
         img_f, lab_f, dep_f, name = self.files[i]
         img = read_image(img_f)
         s = {'image': img, 'name': name, 'domain': self.domain}
         if self.labels:
-            s['label'] = lab = torch.from_numpy(self.lut[read_label(lab_f, self.label_channel).astype(np.int64)]).long()
+            s['label'] = lab = torch.from_numpy(self.lut[read_label(lab_f, self.label_channel)])
             if lab.shape != img.shape[1:]:
                 raise ValueError(f"label {lab_f} is {tuple(lab.shape)} but image {img_f} is {tuple(img.shape[1:])}")
         if dep_f is not None:
@@ -65,7 +65,7 @@ class SegDataset(torch.utils.data.Dataset):
     def __getitem__(self, key:int|tuple[int, int]): # index, or (index, augmentation seed)
         i, seed = key if isinstance(key, tuple) else (key, None)
         s = self.read(i)
-        if self.transform is None: return s
+        if self.transform is None: return dict(s, label=s['label'].long()) if 'label' in s else s
         return self.transform(s, None if seed is None else torch.Generator().manual_seed(int(seed)))
 
     def __repr__(self): return f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes, domain={self.domain})"
