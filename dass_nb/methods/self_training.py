@@ -25,8 +25,7 @@ def pseudo_label(probs:torch.Tensor, # softmax maps `[N, K, H, W]`
                  ignore_index:int=IGNORE)->torch.Tensor: # `[N, H, W]` labels, `ignore_index` where not confident
     "Argmax labels of `probs`, set to `ignore_index` where the confidence is below its class's threshold."
     conf, lab = probs.max(1)
-    lab[conf < thresholds.to(probs)[lab]] = ignore_index
-    return lab
+    return torch.where(conf < thresholds.to(probs)[lab], ignore_index, lab)   # no boolean indexing: no wait for the device
 
 # %% ../../nbs/44_methods.self_training.ipynb #acafec89
 def _palette(colors)->list:
