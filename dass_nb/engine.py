@@ -4,9 +4,10 @@
 
 # %% ../nbs/31_engine.ipynb #7da1be6d
 from __future__ import annotations
-import contextlib, dataclasses, datetime, json, math, os, time
+import collections, contextlib, dataclasses, datetime, json, math, os, time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn as nn
@@ -20,9 +21,10 @@ from .losses import upsample
 from .data import eval_loader, to_device
 
 # %% auto #0
-__all__ = ['BN_REGIMES', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'dist_timeout', 'init_distributed', 'ddp', 'unwrap',
-           'set_bn_regime', 'broadcast_buffers_', 'DABatch', 'probs', 'predict', 'predictions', 'evaluate', 'scores',
-           'save_checkpoint', 'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
+__all__ = ['BN_REGIMES', 'PASS_BATCH', 'WRITE_THREADS', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'dist_timeout',
+           'init_distributed', 'ddp', 'unwrap', 'set_bn_regime', 'broadcast_buffers_', 'DABatch', 'probs', 'predict',
+           'pass_batch', 'same_size_batches', 'predictions', 'evaluate', 'scores', 'WriterPool', 'save_checkpoint',
+           'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
 def make_optimizer(params, # an iterable of tensors or of param-group dicts (with an optional `lr_mult`)
@@ -164,17 +166,41 @@ def predict(model:nn.Module, x:torch.Tensor, size=None, amp:AMP=None)->torch.Ten
     with torch.no_grad(), (amp.autocast() if amp else contextlib.nullcontext()): out = model(x)
     return probs(out, size or x.shape[-2:])
 
+# %% ../nbs/31_engine.ipynb #ba3e9189
+PASS_BATCH = 4   # images per forward in the passes over a split on a GPU
+
+def pass_batch(device)->int: return PASS_BATCH if torch.device(device).type == 'cuda' else 1
+
+def _cat(group:list[dict])->dict:
+    "One batch dict from batch dicts of the same keys and sizes."
+    if len(group) == 1: return group[0]
+    return {k: torch.cat([g[k] for g in group]) if isinstance(v, torch.Tensor) else [x for g in group for x in g[k]]
+            for k, v in group[0].items()}
+
+def _sizes(b:dict)->tuple: return tuple((k, v.shape[1:]) for k, v in b.items() if isinstance(v, torch.Tensor))
+
+def same_size_batches(batches:Iterable[dict], # batch dicts (of one sample each, from `eval_loader`)
+                      batch_size:int)->Iterator[dict]:
+    "Batches of up to `batch_size` consecutive `batches` whose tensors have the same sizes."
+    group = []
+    for b in batches:
+        if group and (len(group) == batch_size or _sizes(b) != _sizes(group[0])): yield _cat(group); group = []
+        group.append(b)
+    if group: yield _cat(group)
+
 # %% ../nbs/31_engine.ipynb #dcc01a5a
 @torch.no_grad()
 def predictions(model:nn.Module, dataset, # samples with an `image`; this rank reads its share
                 amp:AMP|None=None, num_workers:int=0,
-                desc:str|None=None)->Iterator[tuple]: # progress-bar title (rank 0); None: no bar
-    "`(batch, output)` of `model` in eval mode over `dataset`, in batches of one, the batch on the model's device (`to_device`)."
+                desc:str|None=None, # progress-bar title (rank 0); None: no bar
+                batch_size:int|None=None)->Iterator[tuple]: # images per forward (None: `pass_batch`), fewer where sizes change
+    "`(batch, output)` of `model` in eval mode over `dataset`, the batch on the model's device (`to_device`)."
     was, dev = model.training, next(model.parameters()).device
     model.eval()
     try:
         loader = eval_loader(dataset, 1, num_workers, pin_memory=dev.type == 'cuda')
-        for b in tqdm(loader, desc=desc, leave=False, disable=desc is None or not is_main_process()):
+        singles = tqdm(loader, desc=desc, leave=False, disable=desc is None or not is_main_process())
+        for b in same_size_batches(singles, batch_size or pass_batch(dev)):
             b = to_device(b, dev)
             with amp.autocast() if amp else contextlib.nullcontext(): out = model(b['image'])
             yield b, out
@@ -182,10 +208,11 @@ def predictions(model:nn.Module, dataset, # samples with an `image`; this rank r
 
 # %% ../nbs/31_engine.ipynb #df2e3ab1
 def evaluate(model:nn.Module, dataset, # labelled samples
-             num_classes:int, amp:AMP|None=None, num_workers:int=0, progress:bool=False)->ConfusionMatrix:
+             num_classes:int, amp:AMP|None=None, num_workers:int=0, progress:bool=False,
+             batch_size:int|None=None)->ConfusionMatrix:
     "Confusion matrix of `model` over `dataset`, summed over DDP ranks."
     cm = ConfusionMatrix(num_classes, device=next(model.parameters()).device)
-    for b, out in predictions(model, dataset, amp, num_workers, 'eval' if progress else None):
+    for b, out in predictions(model, dataset, amp, num_workers, 'eval' if progress else None, batch_size):
         y = b['label'].to(cm.mat.device)
         cm.update(probs(out, y.shape[-2:]).argmax(1), y)
     return cm.sync()
@@ -195,6 +222,31 @@ def scores(cm:torch.Tensor, class_names:list)->dict:
     "What a run records of a confusion matrix: the papers' mIoU figures, per-class IoU (percent) and the matrix."
     cm = cm.cpu()
     return {**miou_summary(cm), 'per_class_iou': dict(zip(class_names, (100 * iou_per_class(cm)).tolist())), 'confusion_matrix': cm.tolist()}
+
+# %% ../nbs/31_engine.ipynb #8044228d
+WRITE_THREADS = 4   # threads writing a pass's files
+
+class WriterPool:
+    "Run file writes `fn(*args)` on `threads` threads, at most `2 * threads` queued; `results` in submission order."
+    def __init__(self, threads:int=WRITE_THREADS):
+        self.pool, self.limit = ThreadPoolExecutor(threads, thread_name_prefix='dass-writer'), 2 * threads
+        self.pending, self.results = collections.deque(), []
+
+    def submit(self, path, fn, *args):
+        "Queue `fn(*args)`, which writes `path`; wait for the oldest write while the queue is full."
+        while len(self.pending) >= self.limit: self._finish()
+        self.pending.append((path, self.pool.submit(fn, *args)))
+
+    def _finish(self):
+        path, fut = self.pending.popleft()
+        try: self.results.append(fut.result())
+        except Exception as e: raise RuntimeError(f"writing {path} failed: {type(e).__name__}: {e}") from e
+
+    def __enter__(self): return self
+    def __exit__(self, exc_type, *_):
+        try:
+            while self.pending and exc_type is None: self._finish()
+        finally: self.pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/31_engine.ipynb #9f0f34ba
 def save_checkpoint(path, method, it:int, **extra):

@@ -294,18 +294,26 @@ def spatial_prior(num_classes:int, target:str, thresholds:list|None=None): # [K]
         return spatial_prior_refine(lab, thr)
     return refine
 
+# %% ../../nbs/47_methods.depth_distribution.ipynb #894b9759
+def _depth_sums(pred:torch.Tensor, target:torch.Tensor)->torch.Tensor: # same shapes; target <= 0: unknown
+    "Float64 `[8]` sums over the known pixels of `depth_metrics`' terms (abs_rel, sq_rel, rms², log_rms², delta1-3) and their count."
+    v = target > 0
+    t = torch.where(v, target.double(), 1.)     # 1 where unknown: finite terms, masked out below
+    p = torch.where(v, pred.double().clamp(min=1e-6), 1.)
+    ratio = torch.maximum(p / t, t / p)
+    terms = [(p - t).abs() / t, (p - t) ** 2 / t, (p - t) ** 2, (p.log() - t.log()) ** 2, *[(ratio < 1.25 ** k).double() for k in (1, 2, 3)]]
+    return torch.stack([(x * v).sum() for x in terms] + [v.sum().double()])
+
 # %% ../../nbs/47_methods.depth_distribution.ipynb #67a6ea09
 @torch.no_grad()
-def _depth_eval_stage(model, dataset, num_workers:int=0)->dict:
+def _depth_eval_stage(model, dataset, num_workers:int=0, batch_size:int|None=None)->dict:
     "Depth metrics (inverse depth) of `model`'s depth head on `dataset` (with depth), pixel-weighted over the split (all ranks' shares)."
     keys, dev = ('abs_rel', 'sq_rel', 'rms', 'log_rms', 'delta1', 'delta2', 'delta3'), next(model.parameters()).device
-    tot, n = dict.fromkeys(keys, 0.), 0
-    for b, out in predictions(model, dataset, None, num_workers):
+    tot = torch.zeros(len(keys) + 1, dtype=torch.float64, device=dev)
+    for b, out in predictions(model, dataset, None, num_workers, batch_size=batch_size):
         d = b['depth'].to(dev)
-        k, m = int((d > 0).sum()), depth_metrics(upsample(out.depth.float(), d.shape[-2:]), d)
-        for key, v in m.items(): tot[key] = tot[key] + k * (v * v if key.endswith('rms') else v)
-        n += k
-    *sums, n = all_reduce_(torch.tensor([*tot.values(), n], dtype=torch.float64)).tolist()   # float64: exact for these sums and counts
+        tot += _depth_sums(upsample(out.depth.float(), d.shape[-2:]), d)
+    *sums, n = all_reduce_(tot).tolist()   # float64: exact for the counts
     n = int(n)
     metrics = {k: math.sqrt(v / n) if k.endswith('rms') else v / n for k, v in zip(keys, sums)} if n else {}   # none on a split without depth
     return metrics | {'pixels': n, 'split': 'val'}

@@ -11,7 +11,7 @@ import torch
 
 from ..core import METHODS, IGNORE, get_world_size, all_reduce_
 from ..kernels import ClassThresholds
-from ..engine import Stage, predictions, probs
+from ..engine import Stage, WriterPool, predictions, probs
 from .base import DAMethod, Feed, MethodOptions
 from ..data import SegDataset, class_colors, write_png
 
@@ -25,8 +25,7 @@ def pseudo_label(probs:torch.Tensor, # softmax maps `[N, K, H, W]`
                  ignore_index:int=IGNORE)->torch.Tensor: # `[N, H, W]` labels, `ignore_index` where not confident
     "Argmax labels of `probs`, set to `ignore_index` where the confidence is below its class's threshold."
     conf, lab = probs.max(1)
-    lab[conf < thresholds.to(probs)[lab]] = ignore_index
-    return lab
+    return torch.where(conf < thresholds.to(probs)[lab], ignore_index, lab)   # no boolean indexing: no wait for the device
 
 # %% ../../nbs/44_methods.self_training.ipynb #acafec89
 def _palette(colors)->list:
@@ -36,25 +35,34 @@ def _palette(colors)->list:
 
 # %% ../../nbs/44_methods.self_training.ipynb #97ac7cdb
 def label_thresholds(model, dataset, num_classes:int, cap:float=0.9, amp=None, num_workers:int=0,
-                     progress:bool=True)->torch.Tensor:
+                     progress:bool=True, batch_size:int|None=None)->torch.Tensor:
     "Class-wise thresholds of `model`'s predictions over `dataset` (all ranks' shares), histogrammed on the model's device."
     ct = ClassThresholds(num_classes, cap, device=next(model.parameters()).device)   # no full-size softmax copied to the host
-    for b, out in predictions(model, dataset, amp, num_workers, 'thresholds' if progress else None):
+    for b, out in predictions(model, dataset, amp, num_workers, 'thresholds' if progress else None, batch_size):
         ct.update(probs(out, b['label'].shape[-2:]))
     return ct.sync().compute()
+
+# %% ../../nbs/44_methods.self_training.ipynb #75fa3151
+def _write_label(lab:torch.Tensor, path:Path, palette:list, refine=None)->tuple:
+    "Write the `uint8` label `lab` (any device) at `path`, refined by `refine`; `(confident, kept, all)` pixel counts."
+    lab = lab.cpu()                             # the pass's one transfer to the host
+    ref = lab if refine is None else refine(lab[None].long())[0]
+    write_png(path, ref.numpy().astype(np.uint8), palette=palette)
+    return int((lab != IGNORE).sum()), int((ref != IGNORE).sum()), lab.numel()
 
 # %% ../../nbs/44_methods.self_training.ipynb #24f165a6
 def write_pseudo_labels(model, dataset, out_dir, thresholds:torch.Tensor, amp=None, num_workers:int=0,
                         progress:bool=True,
-                        refine=None)->dict: # labels `[N, H, W]` -> refined labels (CPU), or None
+                        refine=None, # labels `[1, H, W]` (CPU, int64) -> refined labels, or None
+                        batch_size:int|None=None)->dict:
     "Write `out_dir/<name>.png` pseudo labels for every sample of `dataset`; returns the kept-pixel fraction."
-    out_dir, palette, kept = Path(out_dir), _palette(class_colors(len(thresholds))), torch.zeros(3)
-    for b, out in predictions(model, dataset, amp, num_workers, 'pseudo labels' if progress else None):
-        lab = pseudo_label(probs(out, b['label'].shape[-2:]), thresholds).cpu()
-        ref = lab if refine is None else refine(lab)
-        kept += torch.tensor([(lab != IGNORE).sum().item(), (ref != IGNORE).sum().item(), lab.numel()])
-        for name, l in zip(b['name'], ref): write_png(out_dir/f'{name}.png', l.numpy().astype(np.uint8), palette=palette)
-    all_reduce_(kept)   # a CPU counter: the helper reduces it on the backend's device
+    out_dir, palette = Path(out_dir), _palette(class_colors(len(thresholds)))
+    with WriterPool() as pool:
+        for b, out in predictions(model, dataset, amp, num_workers, 'pseudo labels' if progress else None, batch_size):
+            labs = pseudo_label(probs(out, b['label'].shape[-2:]), thresholds).to(torch.uint8)
+            for name, lab in zip(b['name'], labs):
+                pool.submit(out_dir/f'{name}.png', _write_label, lab, out_dir/f'{name}.png', palette, refine)
+    kept = all_reduce_(torch.tensor(pool.results, dtype=torch.long).reshape(-1, 3).sum(0))   # exact counts, reduced on the backend's device
     res = {'kept_fraction': (kept[1] / kept[2]).item(), 'images': len(dataset)}
     return res if refine is None else {'confident_fraction': (kept[0] / kept[2]).item(), **res}
 

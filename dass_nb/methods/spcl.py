@@ -57,15 +57,19 @@ class PrototypeBank(nn.Module):
 # %% ../../nbs/45_methods.spcl.ipynb #5f263b57
 @torch.no_grad()
 def source_prototypes(model:nn.Module, datasets, # a source dataset or a list of them (eval transform)
-                      num_classes:int, amp=None, num_workers:int=0, progress:bool=True)->tuple:
+                      num_classes:int, amp=None, num_workers:int=0, progress:bool=True,
+                      batch_size:int|None=None)->tuple:
     "`(prototypes [K, C], images per class [K])`: mean over images of per-image class means (all DDP ranks)."
-    dev, sums, n = next(model.parameters()).device, None, torch.zeros(num_classes)
+    dev, sums = next(model.parameters()).device, None
+    n = torch.zeros(num_classes, device=dev)
     for ds in (datasets if isinstance(datasets, (list, tuple)) else [datasets]):
-        for b, out in predictions(model, ds, amp, num_workers, 'prototypes' if progress else None):
+        for b, out in predictions(model, ds, amp, num_workers, 'prototypes' if progress else None, batch_size):
             f = F.normalize(out.feats.float(), dim=1)
-            means, counts = class_feature_means(f, correct_pixels(labels_at(b['label'].to(dev), f.shape[-2:]), out.logits), num_classes)
-            sums = means.cpu() * (counts > 0).cpu()[:, None] + (0 if sums is None else sums)
-            n += (counts > 0).cpu()
+            labels = correct_pixels(labels_at(b['label'].to(dev), f.shape[-2:]), out.logits)
+            for fi, li in zip(f.split(1), labels.split(1)):
+                means, counts = class_feature_means(fi, li, num_classes)
+                sums = means * (counts > 0)[:, None] + (0 if sums is None else sums)
+                n += counts > 0
     all_reduce_(sums); all_reduce_(n)
     return (sums / n.clamp(min=1)[:, None]).cpu(), n.cpu()
 

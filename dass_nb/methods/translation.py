@@ -4,8 +4,10 @@
 
 # %% ../../nbs/48_methods.translation.ipynb #f5ba9535
 from __future__ import annotations
-import dataclasses, json, os, shutil
+import collections, dataclasses, json, os, shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -15,7 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..core import Config, get_rank, get_world_size, is_main_process, barrier
-from ..engine import AMP, ddp, make_optimizer, fit
+from ..engine import AMP, WriterPool, ddp, make_optimizer, fit
 from ..losses import GANLoss
 from ..models import ResnetGenerator, PatchDiscriminator, gan_init_
 from ..data import train_transform, read_image, dataset_root, train_split
@@ -173,6 +175,23 @@ def translate_image(generator:nn.Module, img:torch.Tensor, # uint8 [3,H,W] RGB
 # %% ../../nbs/48_methods.translation.ipynb #f2d82024
 def _rel(path, root)->Path: return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
 
+# %% ../../nbs/48_methods.translation.ipynb #a2cad4cc
+def _read_ahead(files:list, ahead:int=2)->Iterator[torch.Tensor]:
+    "`read_image` of each of `files` in order, the next `ahead` read on a thread meanwhile."
+    with ThreadPoolExecutor(1, thread_name_prefix='dass-reader') as ex:
+        q = collections.deque(ex.submit(read_image, f) for f in files[:ahead])
+        for i in range(len(files)):
+            if i + ahead < len(files): q.append(ex.submit(read_image, files[i + ahead]))
+            yield q.popleft().result()
+
+def _write_translated(img:torch.Tensor, # uint8 [3,H,W] translated image
+                      img_f, lab_f, dep_f, src_root, out_root:Path):
+    "Save `img` in `out_root` at `img_f`'s place relative to `src_root`, and copy the sample's label and depth files there."
+    dst = out_root/_rel(img_f, src_root); dst.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(dst)
+    for f in (lab_f, dep_f):
+        if f is not None: (out_root/_rel(f, src_root)).parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(f, out_root/_rel(f, src_root))
+
 # %% ../../nbs/48_methods.translation.ipynb #10f04186
 def translate_dataset(generator:nn.Module, dataset, # a `SegDataset` (its `files` are read)
                       src_root, out_root, # the dataset's folder and the folder of the translated copy
@@ -180,13 +199,11 @@ def translate_dataset(generator:nn.Module, dataset, # a `SegDataset` (its `files
                       size:tuple|None=None)->list[str]: # (h, w) to translate at (see `translate_image`); returns the sample names (all ranks)
     "Write every image of `dataset` translated by `generator` to `out_root` in the layout of `src_root`; copy labels, depth, lists."
     out_root = Path(out_root); was = generator.training; generator.eval()
-    rank, world = get_rank(), get_world_size()
-    for i, (img_f, lab_f, dep_f, name) in enumerate(tqdm(dataset.files, desc='translate', disable=not (progress and is_main_process()))):
-        if i % world != rank: continue
-        dst = out_root/_rel(img_f, src_root); dst.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(translate_image(generator, read_image(img_f), amp, size).permute(1, 2, 0).numpy()).save(dst)
-        for f in (lab_f, dep_f):
-            if f is not None: (out_root/_rel(f, src_root)).parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(f, out_root/_rel(f, src_root))
+    mine = dataset.files[get_rank()::get_world_size()]
+    with WriterPool() as pool:
+        images = tqdm(_read_ahead([f[0] for f in mine]), total=len(mine), desc='translate', disable=not (progress and is_main_process()))
+        for (img_f, lab_f, dep_f, _), img in zip(mine, images):
+            pool.submit(img_f, _write_translated, translate_image(generator, img, amp, size), img_f, lab_f, dep_f, src_root, out_root)
     if is_main_process():
         for f in Path(src_root).iterdir():
             if f.is_file(): shutil.copyfile(f, out_root/f.name)
