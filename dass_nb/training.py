@@ -18,7 +18,7 @@ from .core import (Config, METHODS, MODELS, DATASETS, RECIPES, get_world_size, i
                           seed_everything, get_logger, _hints, _alternatives, barrier)
 from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, fit, evaluate, scores, load_checkpoint,
                             run_stages, set_bn_regime)
-from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names,
+from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names, default_workers,
                           resolve_data_root, train_split, make_sampler)
 from .methods import Feed
 from .methods.self_training import pseudo_label_dataset
@@ -91,7 +91,9 @@ class TrainConfig(Config):
     deterministic:bool=True # deterministic cuDNN/torch kernels; False: cuDNN autotuning (faster on a GPU, not bit-reproducible)
     device:str='auto' # 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
     amp:str|None='bf16' # mixed precision on CUDA: 'bf16', 'fp16' or None
-    num_workers:int=2 # data-loading processes per training process
+    num_workers:int|None=None # data-loading processes per training process; None: `default_workers()` (the CPU count per process)
+    channels_last:bool=False # the network in channels-last memory format (NHWC): faster depthwise and dilated convolutions on a CPU
+    compile:str|None=None # `torch.compile` backend of the network's forward ('inductor'; 'eager': graph capture only); None: eager PyTorch
     data_root:str|None=None # folder with the datasets; None: $DASS_DATA, else the built-in benchmark
     out_dir:str='runs/run' # where checkpoints, logs and metrics.json go
     resume:bool=True # continue an interrupted run found in out_dir
@@ -181,6 +183,8 @@ def validate(cfg:TrainConfig)->TrainConfig:
     need(cfg.log_every >= 1 and cfg.world_size >= 1, f"log_every={cfg.log_every}, world_size={cfg.world_size}: must be positive integers")
     need(len(cfg.crop) == 2 and min(cfg.crop) >= 16, f"crop={cfg.crop}: expected (height, width), each >= 16")
     need(cfg.bn_momentum is None or 0 < cfg.bn_momentum <= 1, f"bn_momentum={cfg.bn_momentum}: expected None or a value in (0, 1]")
+    need(cfg.num_workers is None or cfg.num_workers >= 0, f"num_workers={cfg.num_workers}: expected None (from the CPU count) or >= 0")
+    need(cfg.compile in (None, *torch.compiler.list_backends()), f"compile={cfg.compile!r}: valid backends are None and {torch.compiler.list_backends()}")
     for name, spec in cfg.eval_inputs.items():
         try: eval_input(spec)
         except (ValueError, TypeError) as e: errs.append(f"eval_inputs[{name!r}]: {e}")
@@ -213,7 +217,10 @@ def network(cfg:TrainConfig, init=None, # a stage's checkpoint whose network wei
         for bn in m.modules():
             if isinstance(bn, nn.modules.batchnorm._BatchNorm): bn.momentum = cfg.bn_momentum
     if init is not None: _load_model_weights(m, init)
-    return set_bn_regime(m, cfg.bn).to(device)    # after loading: frozen BatchNorm keeps the statistics it is given
+    m = set_bn_regime(m, cfg.bn)    # after loading: frozen BatchNorm keeps the statistics it is given
+    m = m.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+    if cfg.compile: m.compile(backend=cfg.compile)    # in place: the state dict keeps its keys
+    return m
 
 # %% ../nbs/50_training.ipynb #b748c21c
 class RunData:
@@ -349,6 +356,7 @@ class Run:
         seed_everything(cfg.seed, cfg.deterministic)
         self.out_dir = Path(cfg.out_dir); self.out_dir.mkdir(parents=True, exist_ok=True)
         if is_main_process(): cfg.save(self.out_dir/'config.json')
+        if cfg.num_workers is None: self.cfg = self.scfg = cfg = cfg.update(num_workers=default_workers())   # config.json keeps None: another machine, its own count
         data_dir, builtin = resolve_data_root(cfg.data_root)
         if builtin: _ensure_builtin(data_dir)
         self.method_cls, self.opts = METHODS.get(cfg.method), options(cfg)

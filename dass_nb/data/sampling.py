@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13_data.sampling.ipynb #fac4e54b
 from __future__ import annotations
-import json
+import json, os
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +18,8 @@ from .transforms import normalize
 
 # %% auto #0
 __all__ = ['collate', 'to_device', 'PermutationSampler', 'ClassBalancedSampler', 'ClassUniformSampler', 'image_classes',
-           'make_sampler', 'sample_seed', 'InfiniteLoader', 'DomainConcat', 'MultiSourceLoader', 'eval_loader']
+           'make_sampler', 'sample_seed', 'InfiniteLoader', 'default_workers', 'DomainConcat', 'MultiSourceLoader',
+           'eval_loader']
 
 # %% ../../nbs/13_data.sampling.ipynb #096dc590
 def collate(samples:list[dict])->dict:
@@ -235,6 +236,13 @@ class InfiniteLoader:
         self.iter = st['iter']
 
     def __repr__(self): return f'{type(self).__name__}(iter={self.iter}, batch_size={self.batch_size}, rank {self.rank}/{self.world_size})'
+
+# %% ../../nbs/13_data.sampling.ipynb #356449e1
+def default_workers(procs_per_node:int|None=None)->int: # training processes on this machine; None: $LOCAL_WORLD_SIZE (torchrun), else 1
+    "Data-loading worker processes per training process, from the CPUs this process may use."
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    procs = procs_per_node or int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+    return max(0, min(8, cpus // procs - 1))
 
 # %% ../../nbs/13_data.sampling.ipynb #ff0c3e0c
 class DomainConcat(Dataset):
