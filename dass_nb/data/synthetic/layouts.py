@@ -153,8 +153,10 @@ def _run_jobs(work, jobs:list, n_workers:int, desc:str, progress:bool):
 
 # %% ../../../nbs/14e_data.synthetic.layouts.ipynb #273bb59b
 def _write_split_lists(folder:Path, domain:str, seed:int, n_train:int, n_val:int):
-    for split, n in (('train', n_train), ('val', n_val)):
-        names = [Path(layout_files(domain, split, i, seed, n_train)['image']).name for i in range(n)]
+    lists = {split: [Path(layout_files(domain, split, i, seed, n_train)['image']).name for i in range(n)]
+             for split, n in (('train', n_train), ('val', n_val))}
+    if domain == 'gta5': lists['all'] = sorted(lists['train'] + lists['val'])   # what data_prep.gta5_filter writes: every pair's sizes agree
+    for split, names in lists.items():
         with atomic_write(folder/f'{split}.txt') as f: f.write(''.join(f'{x}\n' for x in names).encode())
 
 def _write_mapillary_config(folder:Path):
