@@ -25,7 +25,7 @@ def pseudo_labels_before(model, ds, out_dir, amp):
     "The reference: the two passes as they were, one image per forward, each label copied to the host and written inline."
     thr = label_thresholds(model, ds, K, amp=amp, progress=False, batch_size=1)
     palette, kept = _palette(class_colors(K)), torch.zeros(3)
-    for b, out in predictions(model, ds, amp):
+    for b, out in predictions(model, ds, amp, batch_size=1):
         lab = pseudo_label(probs(out, b['label'].shape[-2:]), thr).cpu()
         kept += torch.tensor([(lab != IGNORE).sum().item(), (lab != IGNORE).sum().item(), lab.numel()])
         for name, l in zip(b['name'], lab): write_png(Path(out_dir)/f'{name}.png', l.numpy().astype(np.uint8), palette=palette)
@@ -66,5 +66,5 @@ if __name__ == '__main__':
     for bs in (1, PASS_BATCH):
         t = timeit(lambda: evaluate(model, ds, K, amp, batch_size=bs), n=3, warmup=1)
         row(f'evaluate, batch {bs}', t, 'bare forward loop (batch 1)', t_bare, f'| {per_s(t)} vs {per_s(t_bare)}')
-    same = torch.equal(evaluate(model, ds, K, amp, batch_size=1).mat, evaluate(model, ds, K, amp).mat)
+    same = torch.equal(evaluate(model, ds, K, amp, batch_size=1).mat, evaluate(model, ds, K, amp, batch_size=PASS_BATCH).mat)
     print(f"# confusion matrices of batch 1 and batch {PASS_BATCH} identical: {same}", flush=True)
