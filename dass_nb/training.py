@@ -91,8 +91,8 @@ class TrainConfig(Config):
     deterministic:bool=True # deterministic cuDNN/torch kernels; False: cuDNN autotuning (faster on a GPU, not bit-reproducible)
     device:str='auto' # 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
     amp:str|None='bf16' # mixed precision on CUDA: 'bf16', 'fp16' or None
-    num_workers:int|None=None # data-loading processes per training process; None: `default_workers()` (the CPU count per process)
-    channels_last:bool=False # the network in channels-last memory format (NHWC): faster depthwise and dilated convolutions on a CPU
+    num_workers:int|None=None # data-loading processes per training process; None: `default_workers()` (on a GPU the CPU count per process, on a CPU none)
+    channels_last:bool|None=None # the network in channels-last memory format (NHWC); None: on a CPU (measured faster there), not on a GPU (not yet measured)
     compile:str|None=None # `torch.compile` backend of the network's forward ('inductor'; 'eager': graph capture only); None: eager PyTorch
     data_root:str|None=None # folder with the datasets; None: $DASS_DATA, else the built-in benchmark
     out_dir:str='runs/run' # where checkpoints, logs and metrics.json go
@@ -218,7 +218,8 @@ def network(cfg:TrainConfig, init=None, # a stage's checkpoint whose network wei
             if isinstance(bn, nn.modules.batchnorm._BatchNorm): bn.momentum = cfg.bn_momentum
     if init is not None: _load_model_weights(m, init)
     m = set_bn_regime(m, cfg.bn)    # after loading: frozen BatchNorm keeps the statistics it is given
-    m = m.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+    nhwc = cfg.channels_last if cfg.channels_last is not None else torch.device(device).type == 'cpu'
+    m = m.to(device, memory_format=torch.channels_last if nhwc else torch.preserve_format)
     if cfg.compile: m.compile(backend=cfg.compile)    # in place: the state dict keeps its keys
     return m
 
@@ -356,7 +357,7 @@ class Run:
         seed_everything(cfg.seed, cfg.deterministic)
         self.out_dir = Path(cfg.out_dir); self.out_dir.mkdir(parents=True, exist_ok=True)
         if is_main_process(): cfg.save(self.out_dir/'config.json')
-        if cfg.num_workers is None: self.cfg = self.scfg = cfg = cfg.update(num_workers=default_workers())   # config.json keeps None: another machine, its own count
+        if cfg.num_workers is None: self.cfg = self.scfg = cfg = cfg.update(num_workers=default_workers(device=self.device))   # config.json keeps None: another machine, its own count
         data_dir, builtin = resolve_data_root(cfg.data_root)
         if builtin: _ensure_builtin(data_dir)
         self.method_cls, self.opts = METHODS.get(cfg.method), options(cfg)

@@ -71,7 +71,8 @@ def golden_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('golden')
     data = ensure_benchmark(root, domains='gta5,synthia,cityscapes', scale=0.01, H=64, W=128)
     base = dict(backbone='deeplab_r18', weights=None, iters=3, batch_size=2, target_batch_size=2, crop=(48, 96), eval_every=0,
-                num_workers=0, data_root=str(data), device='cpu', seed=0, log_every=1)
+                num_workers=0, data_root=str(data), device='cpu', seed=0, log_every=1,
+                channels_last=False)   # the layout b104ccb recorded with (the CPU default is now NHWC: other roundings)
     out = {}
     try:
         for name, g in GOLDEN['runs'].items():

@@ -238,8 +238,10 @@ class InfiniteLoader:
     def __repr__(self): return f'{type(self).__name__}(iter={self.iter}, batch_size={self.batch_size}, rank {self.rank}/{self.world_size})'
 
 # %% ../../nbs/13_data.sampling.ipynb #356449e1
-def default_workers(procs_per_node:int|None=None)->int: # training processes on this machine; None: $LOCAL_WORLD_SIZE (torchrun), else 1
+def default_workers(procs_per_node:int|None=None, # training processes on this machine; None: $LOCAL_WORLD_SIZE (torchrun), else 1
+                    device='cuda')->int: # where the process trains: on a CPU, no workers
     "Data-loading worker processes per training process, from the CPUs this process may use."
+    if torch.device(device).type == 'cpu': return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     procs = procs_per_node or int(os.environ.get('LOCAL_WORLD_SIZE', 1))
     return max(0, min(8, cpus // procs - 1))
