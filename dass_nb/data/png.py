@@ -27,15 +27,25 @@ def _fail(what:str, path, why)->DataError: return DataError(f"cannot read {what}
 
 # %% ../../nbs/10a_data.png.ipynb #ce2dd774
 _SWAP_RB = {3: [2, 1, 0], 4: [2, 1, 0, 3]}  # channel count -> index that swaps R and B
+_PNG_SIG, _IEND, _JPEG_SOI, _JPEG_EOI = b'\x89PNG\r\n\x1a\n', b'IEND\xaeB`\x82', b'\xff\xd8', b'\xff\xd9'
 
 def _stores_indices(buf:np.ndarray)->bool:
     "Whether the file bytes `buf` are a palette or 1-bit PNG, whose values OpenCV would turn into colours or 0/255."
-    return len(buf) > 25 and buf[:8].tobytes() == b'\x89PNG\r\n\x1a\n' and (buf[25] == 3 or buf[24] < 8)
+    return len(buf) > 25 and buf[:8].tobytes() == _PNG_SIG and (buf[25] == 3 or buf[24] < 8)
+
+def _whole(head:bytes, tail:bytes)->str|None:
+    "Why a file that starts with `head` and ends with `tail` (its last 64 bytes) is not a whole PNG or JPEG; None if it is, or is neither."
+    if head.startswith(_PNG_SIG) and _IEND not in tail: return "truncated: the PNG does not end with its IEND chunk"
+    if head.startswith(_JPEG_SOI) and _JPEG_EOI not in tail: return "truncated: the JPEG does not end with its EOI marker (FFD9)"
+    return None
 
 # %% ../../nbs/10a_data.png.ipynb #90df8c50
 def _file_bytes(path, what:str)->np.ndarray:
-    try: return np.fromfile(path, np.uint8)
+    "The bytes of the file at `path`, once its end shows that a PNG or JPEG is whole."
+    try: buf = np.fromfile(path, np.uint8)
     except Exception as e: raise _fail(what, path, e) from e
+    if why := _whole(buf[:8].tobytes(), buf[-64:].tobytes()): raise _fail(what, path, why)
+    return buf
 
 def read_pixels(path, what:str='image file')->np.ndarray: # what the file is, for the error message
     "The values stored in the image file at `path`: uint8/uint16 [H,W] or [H,W,C] in RGB(A) order; palette PNGs give indices."
@@ -103,7 +113,6 @@ class ImageHeader(NamedTuple):
     channels:int # a palette PNG has one: its indices
     bit_depth:int
 
-_PNG_SIG, _IEND, _JPEG_SOI, _JPEG_EOI = b'\x89PNG\r\n\x1a\n', b'IEND\xaeB`\x82', b'\xff\xd8', b'\xff\xd9'
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}        # IHDR colour type -> channels
 _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}   # JPEG frame-header markers (not DHT, JPG, DAC)
 
@@ -130,12 +139,6 @@ def _jpeg_header(f)->ImageHeader:
     raise ValueError("no JPEG frame header (SOF) before the image data")
 
 # %% ../../nbs/10a_data.png.ipynb #1c3c2695
-def _whole(head:bytes, tail:bytes)->str|None:
-    "Why a file that starts with `head` and ends with `tail` is not a whole PNG or JPEG; None if it is (or is neither)."
-    if head.startswith(_PNG_SIG) and _IEND not in tail: return "truncated: the PNG does not end with its IEND chunk"
-    if head.startswith(_JPEG_SOI) and _JPEG_EOI not in tail: return "truncated: the JPEG does not end with its EOI marker (FFD9)"
-    return None
-
 def image_header(path, what:str='image file')->ImageHeader: # what the file is, for the error message
     "The header of the image at `path`, once the end of the file shows it is whole (see above); a `DataError` if not."
     try:
