@@ -19,7 +19,7 @@ from .core import (Config, METHODS, MODELS, DATASETS, RECIPES, get_world_size, i
 from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, fit, evaluate, scores, load_checkpoint,
                             run_stages, set_bn_regime)
 from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names, default_workers,
-                          resolve_data_root, train_split, make_sampler)
+                          resolve_data_root, train_split, make_sampler, check_datasets)
 from .methods import Feed
 from .methods.self_training import pseudo_label_dataset
 from .models import input_norm  # importing the models registers the model zoo
@@ -95,6 +95,8 @@ class TrainConfig(Config):
     channels_last:bool|None=None # the network in channels-last memory format (NHWC); None: on a CPU (measured faster there), not on a GPU (not yet measured)
     compile:str|None=None # `torch.compile` backend of the network's forward ('inductor'; 'eager': graph capture only); None: eager PyTorch
     data_root:str|None=None # folder with the datasets; None: $DASS_DATA, else the built-in benchmark
+    scan_data:bool=True # before training, scan every file the run reads (headers, sizes, file ends) and stop on any bad one; cached in out_dir/cache
+    max_bad_samples:float=0.01 # share of a training split's files that may fail to decode (each draw skipped with a warning) before the run stops
     out_dir:str='runs/run' # where checkpoints, logs and metrics.json go
     resume:bool=True # continue an interrupted run found in out_dir
     stage:str|None=None # run only this stage of a multi-stage method
@@ -184,6 +186,7 @@ def validate(cfg:TrainConfig)->TrainConfig:
     need(len(cfg.crop) == 2 and min(cfg.crop) >= 16, f"crop={cfg.crop}: expected (height, width), each >= 16")
     need(cfg.bn_momentum is None or 0 < cfg.bn_momentum <= 1, f"bn_momentum={cfg.bn_momentum}: expected None or a value in (0, 1]")
     need(cfg.num_workers is None or cfg.num_workers >= 0, f"num_workers={cfg.num_workers}: expected None (from the CPU count) or >= 0")
+    need(0 <= cfg.max_bad_samples < 1, f"max_bad_samples={cfg.max_bad_samples}: expected a share of the files in [0, 1)")
     need(cfg.compile in (None, *torch.compiler.list_backends()), f"compile={cfg.compile!r}: valid backends are None and {torch.compiler.list_backends()}")
     for name, spec in cfg.eval_inputs.items():
         try: eval_input(spec)
@@ -284,7 +287,7 @@ class RunData:
         ds, kw = (datasets[0], {'sampler': samplers[0]} if samplers else {}) if one else (datasets, {'samplers': samplers})
         loader = InfiniteLoader if one else MultiSourceLoader
         return lambda it: iter(loader(ds, batch_size, c.seed + seed_offset, num_workers=c.num_workers, start_iter=it,
-                                      pin_memory=self.pin_memory, **kw))
+                                      pin_memory=self.pin_memory, max_bad=c.max_bad_samples, **kw))
 
 # %% ../nbs/50_training.ipynb #5b1e0a08
 @dataclasses.dataclass(frozen=True)
@@ -424,6 +427,7 @@ def kit(self:Run)->StageKit:
 def stages(self:Run)->list:
     "The method's stages, each running with its `stage_config` and recording the checkpoint it started from."
     stages = check_stages(self.cfg, self.method_cls.stages(self.opts, self.kit()))
+    if self.cfg.scan_data: self.data.check_files({s.feed for s in stages})   # every bad file named before any training
     def in_stage(name, fn):
         def run(stage_dir):
             self.stage_name, self.scfg = name, stage_config(self.cfg, name)
@@ -438,6 +442,26 @@ def check_stages(cfg:TrainConfig, stages:list)->list:
     unknown = [k for k in cfg.stages if k not in [s.name for s in stages]]
     if unknown: raise ValueError(f"stages: {unknown} are not stages of {cfg.method}; its stages are {[s.name for s in stages]}")
     return stages
+
+# %% ../nbs/50_training.ipynb #785ac6da
+_READ_SOURCE = {Feed.SOURCE, Feed.SOURCE_TARGET, Feed.SOURCE_PSEUDO}
+_READ_TARGET = {None, Feed.SOURCE_TARGET, Feed.SOURCE_PSEUDO, Feed.PSEUDO}   # None: a stage that predicts on the target (pseudo labels)
+
+@patch
+def read_splits(self:RunData, feeds:set)->dict:
+    "'dataset split' -> dataset of every split read by a run whose stages take `feeds` (target labels only where trained on)."
+    t, out = self.target_spec, {}
+    if feeds & _READ_SOURCE: out.update({f'{s} {train_split(s)}': self.dataset(s, train_split(s)) for s in self.sources})
+    if Feed.SOURCE_TRAIN in feeds: out.update({f'{s} train': self.dataset(s, 'train') for s in self.sources})
+    if Feed.TARGET_LABELS in feeds: out[f'{t} {train_split(t)}'] = self.dataset(t, train_split(t))
+    elif feeds & _READ_TARGET: out[f'{t} {train_split(t)}'] = self.dataset(t, train_split(t)).without_labels()
+    for s in [t] + [s for s in self.cfg.eval_targets.split(',') if s and s != t]: out[f'{s} val'] = self.dataset(s, 'val')
+    return out
+
+@patch
+def check_files(self:RunData, feeds:set)->dict:
+    "Scan every file of `read_splits(feeds)` (cached in `cache_dir`); one `DataError` lists every bad one, else the samples per split."
+    return check_datasets(self.read_splits(feeds), self.cache_dir)
 
 # %% ../nbs/50_training.ipynb #bb752715
 def train(cfg:TrainConfig)->dict:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from dass_nb.core import IGNORE
-from dass_nb.data import (ClassBalancedSampler, InfiniteLoader, MultiSourceLoader, eval_loader, get_dataset,
+from dass_nb.data import (ClassBalancedSampler, DataError, InfiniteLoader, MultiSourceLoader, eval_loader, get_dataset,
                           label_lut, train_id_table, train_transform, MAPILLARY_V12)
 from dass_nb.data.datasets import _fixture_pair
 from dass_nb.data.png import write_png
@@ -170,6 +170,20 @@ def test_class_balanced_sampler_statistics(gta):
     ranks = [[n for b in _take(InfiniteLoader(gta, 4, seed=0, sampler=sampler, rank=r, world_size=2), 5) for n in b['name']] for r in (0, 1)]
     assert ranks[0] == [gta.names[i] for i in draws[0:40:2]] and ranks[1] == [gta.names[i] for i in draws[1:40:2]]
 
+def test_loader_skips_a_file_that_fails_to_decode(gta, caplog):
+    clean = _take(InfiniteLoader(gta, 3, seed=5), 8)
+    bad = Path(gta.files[4][0]); bad.write_bytes(bad.read_bytes()[:-30])      # image 00004 truncated
+    with pytest.raises(DataError, match='00004.png'): _take(InfiniteLoader(gta, 3, seed=5), 8)   # max_bad=0: the first stops it
+    loader = InfiniteLoader(gta, 3, seed=5, max_bad=0.1)
+    caplog.clear()
+    with caplog.at_level('WARNING', 'dass_nb'): got = _take(loader, 8)
+    for c, g in zip(clean, got):
+        assert g['name'] == [n if n != '00004' else '00005' for n in c['name']]
+        for k, n in enumerate(c['name']):
+            if n != '00004': torch.testing.assert_close(g['image'][k], c['image'][k])
+    assert loader.skipped == sum(n == '00004' for c in clean for n in c['name']) > 0 and list(loader.bad) == [4]
+    assert sum('00004.png' in r.message for r in caplog.records) == loader.skipped
+
 def test_multi_source_batches(gta, tmp_path):
     _, truth = _cityscapes(tmp_path/'cs', range(35))
     cs = get_dataset('cityscapes', 'val', root=tmp_path/'cs', transform=train_transform(crop=(4, 8)))
@@ -187,7 +201,7 @@ def test_cityscapes_tables_match_cityscapesscripts():
     groups = ('flat', 'construction', 'object', 'nature', 'sky', 'human', 'vehicle')
     assert all(category[raw] == groups[c] for raw, c in train_id_table('cityscapes', 7).items())
 
-@pytest.mark.parametrize('cmd', ['split_lists', 'gta5_filter', 'label_stats', 'synthia_check'])
+@pytest.mark.parametrize('cmd', ['split_lists', 'gta5_filter', 'label_stats', 'synthia_check', 'check_data'])
 def test_data_prep_commands_have_help(cmd):
     import importlib
     from fastcore.script import anno_parser
@@ -202,6 +216,16 @@ def test_data_prep_label_stats_command(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert np.array(json.loads((tmp_path/'s.json').read_text())['counts']).shape == (3, 19)
+
+def test_data_prep_check_data_command(tmp_path):
+    _, truth = _cityscapes(tmp_path/'cityscapes', range(35))
+    cut = tmp_path/f'cityscapes/leftImg8bit/val/{truth[0][0]}_leftImg8bit.png'; cut.write_bytes(cut.read_bytes()[:-20])
+    small = tmp_path/f'cityscapes/gtFine/val/{truth[2][0]}_gtFine_labelIds.png'; Image.fromarray(np.zeros((4, 8), np.uint8)).save(small)
+    _gta5(tmp_path/'gta5', range(35))
+    r = subprocess.run([sys.executable, '-m', 'data_prep.check_data', '--data_root', str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert 'cityscapes val: 3 samples, 2 bad file(s)' in r.stdout and 'gta5 all: 3 samples, 0 bad file(s)' in r.stdout
+    assert f'cannot read image {cut}: truncated' in r.stdout and f'label {small} is (4, 8) but image' in r.stdout
 
 # explicit pixels -> expected train IDs, written out from METHODS.md section 6 (independent of train_id_table)
 KNOWN = {  # name: (num_classes, [(raw, train id), ...])

@@ -10,6 +10,7 @@ from .labels import *
 from .transforms import *
 from .png import *
 from .datasets import *
+from .scan import *
 from .sampling import *
-from . import labels, transforms, png, datasets, sampling
-__all__ = [n for m in (labels, transforms, png, datasets, sampling) for n in m.__all__]
+from . import labels, transforms, png, datasets, scan, sampling
+__all__ = [n for m in (labels, transforms, png, datasets, scan, sampling) for n in m.__all__]

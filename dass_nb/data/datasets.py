@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..core import DATASETS, get_logger, project_root
 from .labels import class_names, label_lut, mapillary_names, train_id_table
-from .png import read_image, read_label, write_png
+from .png import DataError, image_header, read_image, read_label, write_png
 
 # %% auto #0
 __all__ = ['LAYOUTS', 'decode_depth', 'SegDataset', 'gta5', 'synthia', 'cityscapes', 'idd', 'synscapes', 'bdd100k', 'mapillary',
@@ -55,11 +55,11 @@ class SegDataset(torch.utils.data.Dataset):
         if self.labels:
             s['label'] = lab = torch.from_numpy(self.lut[read_label(lab_f, self.label_channel)])
             if lab.shape != img.shape[1:]:
-                raise ValueError(f"label {lab_f} is {tuple(lab.shape)} but image {img_f} is {tuple(img.shape[1:])}")
+                raise DataError(f"label {lab_f} is {tuple(lab.shape)} but image {img_f} is {tuple(img.shape[1:])}", lab_f)
         if dep_f is not None:
-            s['depth'] = decode_depth(read_label(dep_f))
+            s['depth'] = decode_depth(read_label(dep_f, what='depth map'))
             if s['depth'].shape[1:] != img.shape[1:]:
-                raise ValueError(f"depth {dep_f} is {tuple(s['depth'].shape[1:])} but image {img_f} is {tuple(img.shape[1:])}")
+                raise DataError(f"depth map {dep_f} is {tuple(s['depth'].shape[1:])} but image {img_f} is {tuple(img.shape[1:])}", dep_f)
         return s
 
     def __getitem__(self, key:int|tuple[int, int]): # index, or (index, augmentation seed)
@@ -110,11 +110,15 @@ def _split_stems(dataset, root, split, all_stems:list[str])->list[str]:
 
 # %% ../../nbs/12_data.datasets.ipynb #7a4acc36
 def _png_size(path)->tuple[int, int]:
-    with Image.open(path) as im: return im.size
+    h = image_header(path); return h.width, h.height
 
 # %% ../../nbs/12_data.datasets.ipynb #1cb932f4
+def _sizes_differ(pair:tuple)->bool:
+    try: return _png_size(pair[0]) != _png_size(pair[1])
+    except DataError: return False   # unreadable, not mismatched: the scan and the read name it
+
 def _drop_mismatched(pairs:list[tuple])->list[tuple]:
-    bad = [p for p in pairs if _png_size(p[0]) != _png_size(p[1])]
+    bad = [p for p in pairs if _sizes_differ(p)]
     if bad:
         shown = ', '.join(f"{Path(i).name}/{Path(l).name}" for i, l, *_ in bad[:20])
         warnings.warn(f"skipping {len(bad)} image/label pair(s) whose sizes differ: {shown}{' ...' if len(bad) > 20 else ''}")

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/10a_data.png.ipynb #58c7556b
 from __future__ import annotations
-import io
+import io, os, struct
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -14,41 +15,67 @@ from PIL import Image
 from ..core import atomic_write
 
 # %% auto #0
-__all__ = ['read_pixels', 'read_image', 'read_label', 'png_bytes', 'write_png']
+__all__ = ['DataError', 'read_pixels', 'read_image', 'read_label', 'png_bytes', 'write_png', 'ImageHeader', 'image_header']
+
+# %% ../../nbs/10a_data.png.ipynb #f3d7a6d0
+class DataError(OSError, ValueError):
+    "A data file that cannot be used as it is; the message names it."
+    def __init__(self, msg:str, path=None): # path: the file at fault, for counts and reports
+        super().__init__(msg); self.path = None if path is None else str(path)
+
+def _fail(what:str, path, why)->DataError: return DataError(f"cannot read {what} {path}: {why}", path)
 
 # %% ../../nbs/10a_data.png.ipynb #ce2dd774
 _SWAP_RB = {3: [2, 1, 0], 4: [2, 1, 0, 3]}  # channel count -> index that swaps R and B
+_PNG_SIG, _IEND, _JPEG_SOI, _JPEG_EOI = b'\x89PNG\r\n\x1a\n', b'IEND\xaeB`\x82', b'\xff\xd8', b'\xff\xd9'
 
 def _stores_indices(buf:np.ndarray)->bool:
     "Whether the file bytes `buf` are a palette or 1-bit PNG, whose values OpenCV would turn into colours or 0/255."
-    return buf[:8].tobytes() == b'\x89PNG\r\n\x1a\n' and (buf[25] == 3 or buf[24] < 8)
+    return len(buf) > 25 and buf[:8].tobytes() == _PNG_SIG and (buf[25] == 3 or buf[24] < 8)
+
+def _whole(head:bytes, tail:bytes)->str|None:
+    "Why a file that starts with `head` and ends with `tail` (its last 64 bytes) is not a whole PNG or JPEG; None if it is, or is neither."
+    if head.startswith(_PNG_SIG) and _IEND not in tail: return "truncated: the PNG does not end with its IEND chunk"
+    if head.startswith(_JPEG_SOI) and _JPEG_EOI not in tail: return "truncated: the JPEG does not end with its EOI marker (FFD9)"
+    return None
 
 # %% ../../nbs/10a_data.png.ipynb #90df8c50
-def read_pixels(path)->np.ndarray:
+def _file_bytes(path, what:str)->np.ndarray:
+    "The bytes of the file at `path`, once its end shows that a PNG or JPEG is whole."
+    try: buf = np.fromfile(path, np.uint8)
+    except Exception as e: raise _fail(what, path, e) from e
+    if why := _whole(buf[:8].tobytes(), buf[-64:].tobytes()): raise _fail(what, path, why)
+    return buf
+
+def read_pixels(path, what:str='image file')->np.ndarray: # what the file is, for the error message
     "The values stored in the image file at `path`: uint8/uint16 [H,W] or [H,W,C] in RGB(A) order; palette PNGs give indices."
-    buf = np.fromfile(path, np.uint8)
-    if _stores_indices(buf):
-        with Image.open(io.BytesIO(buf)) as im: return np.asarray(im)
-    a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if a is None: raise OSError("OpenCV cannot decode it")
-    return a[..., _SWAP_RB[a.shape[2]]] if a.ndim == 3 else a
+    buf = _file_bytes(path, what)
+    try:
+        if _stores_indices(buf):
+            with Image.open(io.BytesIO(buf)) as im: a = np.asarray(im)
+            return a.astype(np.uint8) if a.dtype == bool else a   # 1-bit PNGs come as booleans
+        a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except Exception as e: raise _fail(what, path, e) from e
+    if a is None: raise _fail(what, path, "OpenCV cannot decode it")
+    return a[..., _SWAP_RB[a.shape[2]]] if a.ndim == 3 and a.shape[2] in _SWAP_RB else a
 
 # %% ../../nbs/10a_data.png.ipynb #bcd14923
 def read_image(path)->torch.Tensor:
     "The RGB image at `path` (PNG, JPEG, ...) as a uint8 tensor [3,H,W]."
-    try: arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
-    except Exception as e: raise OSError(f"cannot read image {path}: {e}") from e
-    if arr is None: raise OSError(f"cannot read image {path}: OpenCV cannot decode it")
+    buf = _file_bytes(path, 'image')
+    try: arr = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    except Exception as e: raise _fail('image', path, e) from e
+    if arr is None: raise _fail('image', path, "OpenCV cannot decode it")
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 # %% ../../nbs/10a_data.png.ipynb #d6d7a9da
-def read_label(path, channel:int|None=0)->np.ndarray: # channel to keep from multi-channel files; None: refuse them
+def read_label(path, channel:int|None=0, # channel to keep from multi-channel files; None: refuse them
+               what:str='label')->np.ndarray: # what the file is, for the error message ('depth map', ...)
     "Raw label IDs in `path` as an [H,W] integer array (palette PNGs as indices, 16-bit PNGs with all 16 bits)."
-    try: arr = read_pixels(path)
-    except Exception as e: raise OSError(f"cannot read label {path}: {e}") from e
+    arr = read_pixels(path, what)
     if arr.ndim == 2: return arr
     if channel is None:
-        raise ValueError(f"label {path} has {arr.shape[-1]} channels; expected one channel of IDs (colour-coded labels are not supported)")
+        raise DataError(f"{what} {path} has {arr.shape[-1]} channels; expected one channel of IDs (colour-coded labels are not supported)", path)
     return arr[..., channel]
 
 # %% ../../nbs/10a_data.png.ipynb #24d574f1
@@ -76,3 +103,52 @@ def write_png(path, # destination file; its folder is created
     "Write `a` as a PNG at `path` atomically (see `png_bytes`)."
     data = png_bytes(np.asarray(a), level, palette)
     with atomic_write(path) as f: f.write(data)
+
+# %% ../../nbs/10a_data.png.ipynb #a84e1c6f
+class ImageHeader(NamedTuple):
+    "What an image file's header says: its format ('png', 'jpeg' or 'other'), size, channels and bits per channel."
+    format:str
+    width:int
+    height:int
+    channels:int # a palette PNG has one: its indices
+    bit_depth:int
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}        # IHDR colour type -> channels
+_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}   # JPEG frame-header markers (not DHT, JPG, DAC)
+
+# %% ../../nbs/10a_data.png.ipynb #73622b72
+def _png_header(head:bytes)->ImageHeader:
+    if len(head) < 26 or head[12:16] != b'IHDR': raise ValueError("no IHDR chunk after the PNG signature")
+    (w, h), depth, ctype = struct.unpack('>II', head[16:24]), head[24], head[25]
+    if ctype not in _PNG_CHANNELS or not w or not h: raise ValueError(f"invalid IHDR: {w}x{h}, colour type {ctype}")
+    return ImageHeader('png', w, h, _PNG_CHANNELS[ctype], depth)
+
+# %% ../../nbs/10a_data.png.ipynb #cfce32ce
+def _jpeg_header(f)->ImageHeader:
+    f.seek(2)
+    while (b := f.read(2)) and len(b) == 2 and b[0] == 0xFF:
+        m = b[1]
+        if m == 0xFF: f.seek(-1, 1); continue                  # fill byte before a marker
+        if m in (0xD9, 0xDA): break                            # end of image or start of scan: no frame header came
+        if 0xD0 <= m <= 0xD7 or m == 0x01: continue            # markers without a length
+        n = int.from_bytes(f.read(2), 'big')
+        if m in _SOF and len(seg := f.read(6)) == 6:
+            return ImageHeader('jpeg', int.from_bytes(seg[3:5], 'big'), int.from_bytes(seg[1:3], 'big'), seg[5], seg[0])
+        if n < 2: break
+        f.seek(n - 2, 1)
+    raise ValueError("no JPEG frame header (SOF) before the image data")
+
+# %% ../../nbs/10a_data.png.ipynb #1c3c2695
+def image_header(path, what:str='image file')->ImageHeader: # what the file is, for the error message
+    "The header of the image at `path`, once the end of the file shows it is whole (see above); a `DataError` if not."
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(32)
+            hdr = _png_header(head) if head.startswith(_PNG_SIG) else _jpeg_header(f) if head.startswith(_JPEG_SOI) else None
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 64)); tail = f.read()
+    except Exception as e: raise _fail(what, path, e) from e
+    if why := _whole(head, tail): raise _fail(what, path, why)
+    if hdr is None:   # neither PNG nor JPEG: what OpenCV decodes
+        a = read_pixels(path, what)
+        hdr = ImageHeader('other', a.shape[1], a.shape[0], a.shape[2] if a.ndim == 3 else 1, a.itemsize*8)
+    return hdr

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..core import get_rank, get_world_size, seed_worker, save_json
-from .png import read_label
+from ..core import get_logger, get_rank, get_world_size, seed_worker, save_json
+from .png import DataError, read_label
 from .transforms import normalize
 
 # %% auto #0
@@ -190,6 +190,32 @@ class _KeyBatches:
         it = self.start
         while True: yield self.loader.batch_keys(it); it += 1
 
+# %% ../../nbs/13_data.sampling.ipynb #53b7ab6d
+_TRIES = 16   # samples read in a row before a loader gives up on a run of bad files
+
+def _part(bounds, i:int)->tuple[int, int]:
+    "The index range [lo, hi) of the dataset (of a `DomainConcat`, whose offsets are `bounds`) that holds index `i`."
+    k = int(np.searchsorted(bounds, i, side='right')) - 1
+    return int(bounds[k]), int(bounds[k + 1])
+
+class _SkipBad(Dataset):
+    "`dataset` where a sample that fails to decode is replaced by the next one of its part, read with the same seed."
+    def __init__(self, dataset, bounds): self.dataset, self.bounds = dataset, bounds
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, key:tuple[int, int])->dict:
+        (i, seed), skipped = key, []
+        lo, hi = _part(self.bounds, i)
+        for k in range(min(_TRIES, hi - lo)):
+            j = lo + (i - lo + k) % (hi - lo)
+            try: return dict(self.dataset[(j, seed)], _skipped=skipped)
+            except DataError as e: skipped.append((j, str(e)))
+        raise DataError(f"{len(skipped)} samples in a row failed to decode:\n  " + '\n  '.join(m for _, m in skipped))
+
+def _collate_skips(samples:list[dict])->dict:
+    "`collate`, with the `(index, error)` of every sample skipped on the way under '_skipped'."
+    skipped = [x for s in samples for x in s.pop('_skipped')]
+    return {**collate(samples), '_skipped': skipped}
+
 # %% ../../nbs/13_data.sampling.ipynb #d17c6783
 class InfiniteLoader:
     "Endless collated batches of `dataset`, deterministic for `seed`, sharded over ranks, resumable by iteration."
@@ -200,8 +226,10 @@ class InfiniteLoader:
                  num_workers:int=0, # DataLoader worker processes
                  start_iter:int=0, # iteration to start from (resume)
                  sampler=None, # epoch definition; default `PermutationSampler(len(dataset))`
-                 pin_memory:bool=False):
+                 pin_memory:bool=False,
+                 max_bad:float=0.): # share of the dataset's files that may fail to decode, each sample skipped, before it stops
         self.dataset, self.seed, self.num_workers, self.pin_memory = dataset, seed, num_workers, pin_memory
+        self.max_bad, self.bounds, self.skipped, self.bad = max_bad, [0, len(dataset)], 0, {}
         self.rank = get_rank() if rank is None else rank
         self.world_size = get_world_size() if world_size is None else world_size
         self.streams = [_Stream(sampler or PermutationSampler(len(dataset)), batch_size)]
@@ -219,12 +247,23 @@ class InfiniteLoader:
         return [k for s in self.streams for k in s.keys(it, self.seed, self.rank, self.world_size)]
 
     def __iter__(self)->Iterator[dict]:
-        dl = DataLoader(self.dataset, batch_sampler=_KeyBatches(self, self.iter), num_workers=self.num_workers,
-                        collate_fn=collate, worker_init_fn=seed_worker, pin_memory=self.pin_memory,
+        dl = DataLoader(_SkipBad(self.dataset, self.bounds), batch_sampler=_KeyBatches(self, self.iter), num_workers=self.num_workers,
+                        collate_fn=_collate_skips, worker_init_fn=seed_worker, pin_memory=self.pin_memory,
                         generator=torch.Generator().manual_seed(self.seed))
         for b in dl:
+            self._count(b.pop('_skipped'))
             self.iter += 1
             yield b
+
+    def _count(self, skipped:list):
+        "Log and count the samples skipped for a batch; a `DataError` once more than `max_bad` of a dataset's files failed."
+        for i, msg in skipped:
+            self.skipped += 1; self.bad[i] = msg
+            lo, hi = _part(self.bounds, i)
+            bad = [self.bad[j] for j in sorted(self.bad) if lo <= j < hi]
+            get_logger().warning(f"skipped a sample that failed to decode ({self.skipped} so far, {len(bad)} of {hi - lo} files): {msg}")
+            if len(bad) > self.max_bad * (hi - lo):
+                raise DataError(f"{len(bad)} of {hi - lo} files failed to decode, more than max_bad={self.max_bad} of them:\n  " + '\n  '.join(bad))
 
     def state_dict(self)->dict:
         return {'iter': self.iter, 'seed': self.seed, 'batch_size': self.batch_size, 'world_size': self.world_size}
@@ -263,9 +302,10 @@ class MultiSourceLoader(InfiniteLoader):
     def __init__(self, datasets:list, batch_size:int, # samples per domain per batch on this rank
                  seed:int=0, rank:int|None=None, world_size:int|None=None, num_workers:int=0, start_iter:int=0,
                  samplers:list|None=None, # one per dataset; default: permutations
-                 pin_memory:bool=False):
+                 pin_memory:bool=False, max_bad:float=0.): # share of each dataset's files that may fail to decode
         cat = DomainConcat(datasets)
-        super().__init__(cat, batch_size, seed, rank, world_size, num_workers, start_iter, pin_memory=pin_memory)
+        super().__init__(cat, batch_size, seed, rank, world_size, num_workers, start_iter, pin_memory=pin_memory, max_bad=max_bad)
+        self.bounds = cat.offsets.tolist()
         samplers = samplers or [None]*len(datasets)
         self.streams = [_Stream(s or PermutationSampler(len(d)), batch_size, sid=k, offset=int(cat.offsets[k]))
                         for k, (d, s) in enumerate(zip(datasets, samplers))]
