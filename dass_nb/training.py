@@ -27,9 +27,9 @@ from .models import input_norm  # importing the models registers the model zoo
 
 # %% auto #0
 __all__ = ['STAGE_FIELDS', 'FREE_FIELDS', 'Input', 'TrainConfig', 'stage_config', 'resolve_config', 'options', 'validate',
-           'network', 'RunData', 'Checkpoint', 'StageKit', 'process_batch', 'world_message', 'Run', 'check_stages',
-           'config_changes', 'ConfigChanged', 'record_config', 'train', 'protocol', 'notebook_config', 'config_parser',
-           'train_cli']
+           'network', 'RunData', 'Checkpoint', 'StageKit', 'process_batch', 'world_message', 'config_changes',
+           'ConfigChanged', 'record_config', 'Run', 'check_stages', 'train', 'protocol', 'notebook_config',
+           'config_parser', 'train_cli']
 
 # %% ../nbs/50_training.ipynb #5b1e0a01
 @dataclasses.dataclass
@@ -349,6 +349,68 @@ def world_message(cfg:TrainConfig, world:int)->str|None:
             f"{'per-GPU' if cfg.keep_batch == 'per_gpu' else 'total'} batch: source {b(cfg.batch_size)}, "
             f"target {b(cfg.target_batch_size)} images per step")
 
+# %% ../nbs/50_training.ipynb #2720db65
+FREE_FIELDS = ('resume', 'stage', 'allow_changes', 'out_dir', 'device', 'num_workers', 'channels_last', 'compile', 'log_every',
+               'keep_checkpoints')   # fields an invocation of a run may change: they do not change what it computes
+
+_UNSET = '(not set)'
+
+def _differences(old, new, at:str='')->dict:
+    "Dotted name -> `[old, new]` where `old` and `new` differ, looking inside dicts both hold."
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {k: v for key in sorted(old.keys() | new.keys(), key=str)
+                for k, v in _differences(old.get(key, _UNSET), new.get(key, _UNSET), f'{at}.{key}' if at else str(key)).items()}
+    return {} if old == new else {at: [old, new]}
+
+def _comparable(fields:dict)->dict:
+    "Run fields as JSON holds them, the defaults filled in, `data_root` resolved, `FREE_FIELDS` left out."
+    d = json.loads(json.dumps({**TrainConfig().to_dict(), **fields}, default=str))
+    d['data_root'] = str(resolve_data_root(d['data_root'])[0])
+    return {k: v for k, v in d.items() if k not in FREE_FIELDS}
+
+def config_changes(old:dict, # the fields of a run's config.json
+                   new:TrainConfig)->dict:
+    "Field (dotted inside dicts) -> `[old, new]` for each difference between `old` and `new` in what they train."
+    return _differences(_comparable(old), _comparable(new.to_dict()))
+
+# %% ../nbs/50_training.ipynb #b7060072
+class ConfigChanged(ValueError):
+    "A run folder's training would continue under another configuration than the one it was trained with."
+
+def _trained(out_dir:Path)->list:
+    "The folders (one or two levels down) where earlier invocations finished a stage or left a checkpoint."
+    return sorted({p.parent for pat in ('*/', '*/*/') for f in ('done.json', 'last.pt', 'last-*.pt') for p in out_dir.glob(pat + f)})
+
+def _progress(out_dir:Path)->dict:
+    "Stage folder -> 'done', or the iteration of its newest checkpoint (None: unreadable)."
+    def at(d):
+        if (d/'done.json').exists(): return 'done'
+        try: return safe_load(d/'last.pt', mmap=True)['iter']          # mapped: one number read, not the weights
+        except (OSError, CheckpointError, KeyError, TypeError): return max(LastCheckpoints(d).older(), default=None)
+    return {d.relative_to(out_dir).as_posix(): at(d) for d in _trained(out_dir)}
+
+def _changed(out_dir:Path, changes:dict)->str:
+    show = lambda v: v if v == _UNSET else json.dumps(v)
+    return (f"run folder {str(out_dir)!r} was trained with another configuration (its config.json); resuming would mix the two:\n"
+            + ''.join(f"  {k}: {show(o)} -> {show(n)}\n" for k, (o, n) in changes.items())
+            + "resume with the configuration of config.json, use another out_dir, or pass allow_changes=True (dass_train "
+              "--allow_changes) to continue with the new one (both are recorded in config_changes.jsonl)")
+
+# %% ../nbs/50_training.ipynb #43968822
+def record_config(cfg:TrainConfig, out_dir:Path)->dict:
+    "Write `cfg` to `out_dir/config.json`, unless the folder holds training with another configuration (`ConfigChanged`; with `cfg.allow_changes`: recorded)."
+    out_dir = Path(out_dir); saved = out_dir/'config.json'
+    old = json.loads(saved.read_text()) if saved.is_file() and (_trained(out_dir) or (out_dir/'metrics.json').exists()) else None
+    changes = {} if old is None else config_changes(old, cfg)
+    if changes and not cfg.allow_changes: raise ConfigChanged(_changed(out_dir, changes))
+    barrier()                                            # every rank has read config.json before rank 0 replaces it
+    if changes and is_main_process():
+        JSONLLogger(out_dir/'config_changes.jsonl').log(time=time.strftime('%Y-%m-%dT%H:%M:%S'), progress=_progress(out_dir),
+                                                       changes=changes, previous=old, config=cfg.to_dict())
+        get_logger().warning(f"allow_changes: {', '.join(changes)} changed; recorded in {out_dir/'config_changes.jsonl'}")
+    if is_main_process(): cfg.save(saved)
+    return changes
+
 # %% ../nbs/50_training.ipynb #639bf5ee
 def _ensure_builtin(data_dir:Path):
     from dass_nb.data.synthetic import ensure_benchmark
@@ -445,68 +507,6 @@ def check_stages(cfg:TrainConfig, stages:list)->list:
     unknown = [k for k in cfg.stages if k not in [s.name for s in stages]]
     if unknown: raise ValueError(f"stages: {unknown} are not stages of {cfg.method}; its stages are {[s.name for s in stages]}")
     return stages
-
-# %% ../nbs/50_training.ipynb #2720db65
-FREE_FIELDS = ('resume', 'stage', 'allow_changes', 'out_dir', 'device', 'num_workers', 'channels_last', 'compile', 'log_every',
-               'keep_checkpoints')   # fields an invocation of a run may change: they do not change what it computes
-
-_UNSET = '(not set)'
-
-def _differences(old, new, at:str='')->dict:
-    "Dotted name -> `[old, new]` where `old` and `new` differ, looking inside dicts both hold."
-    if isinstance(old, dict) and isinstance(new, dict):
-        return {k: v for key in sorted(old.keys() | new.keys(), key=str)
-                for k, v in _differences(old.get(key, _UNSET), new.get(key, _UNSET), f'{at}.{key}' if at else str(key)).items()}
-    return {} if old == new else {at: [old, new]}
-
-def _comparable(fields:dict)->dict:
-    "Run fields as JSON holds them, the defaults filled in, `data_root` resolved, `FREE_FIELDS` left out."
-    d = json.loads(json.dumps({**TrainConfig().to_dict(), **fields}, default=str))
-    d['data_root'] = str(resolve_data_root(d['data_root'])[0])
-    return {k: v for k, v in d.items() if k not in FREE_FIELDS}
-
-def config_changes(old:dict, # the fields of a run's config.json
-                   new:TrainConfig)->dict:
-    "Field (dotted inside dicts) -> `[old, new]` for each difference between `old` and `new` in what they train."
-    return _differences(_comparable(old), _comparable(new.to_dict()))
-
-# %% ../nbs/50_training.ipynb #b7060072
-class ConfigChanged(ValueError):
-    "A run folder's training would continue under another configuration than the one it was trained with."
-
-def _trained(out_dir:Path)->list:
-    "The folders (one or two levels down) where earlier invocations finished a stage or left a checkpoint."
-    return sorted({p.parent for pat in ('*/', '*/*/') for f in ('done.json', 'last.pt', 'last-*.pt') for p in out_dir.glob(pat + f)})
-
-def _progress(out_dir:Path)->dict:
-    "Stage folder -> 'done', or the iteration of its newest checkpoint (None: unreadable)."
-    def at(d):
-        if (d/'done.json').exists(): return 'done'
-        try: return safe_load(d/'last.pt', mmap=True)['iter']          # mapped: one number read, not the weights
-        except (OSError, CheckpointError, KeyError, TypeError): return max(LastCheckpoints(d).older(), default=None)
-    return {d.relative_to(out_dir).as_posix(): at(d) for d in _trained(out_dir)}
-
-def _changed(out_dir:Path, changes:dict)->str:
-    show = lambda v: v if v == _UNSET else json.dumps(v)
-    return (f"run folder {str(out_dir)!r} was trained with another configuration (its config.json); resuming would mix the two:\n"
-            + ''.join(f"  {k}: {show(o)} -> {show(n)}\n" for k, (o, n) in changes.items())
-            + "resume with the configuration of config.json, use another out_dir, or pass allow_changes=True (dass_train "
-              "--allow_changes) to continue with the new one (both are recorded in config_changes.jsonl)")
-
-# %% ../nbs/50_training.ipynb #43968822
-def record_config(cfg:TrainConfig, out_dir:Path)->dict:
-    "Write `cfg` to `out_dir/config.json`, unless the folder holds training with another configuration (`ConfigChanged`; with `cfg.allow_changes`: recorded)."
-    out_dir = Path(out_dir); saved = out_dir/'config.json'
-    old = json.loads(saved.read_text()) if saved.is_file() and (_trained(out_dir) or (out_dir/'metrics.json').exists()) else None
-    changes = {} if old is None else config_changes(old, cfg)
-    if changes and not cfg.allow_changes: raise ConfigChanged(_changed(out_dir, changes))
-    barrier()                                            # every rank has read config.json before rank 0 replaces it
-    if changes and is_main_process():
-        JSONLLogger(out_dir/'config_changes.jsonl').log(time=time.strftime('%Y-%m-%dT%H:%M:%S'), progress=_progress(out_dir),
-                                                       changes=changes, previous=old, config=cfg.to_dict())
-        get_logger().warning(f"allow_changes: {', '.join(changes)} changed; recorded in {out_dir/'config_changes.jsonl'}")
-    if is_main_process(): cfg.save(saved)
-    return changes
 
 # %% ../nbs/50_training.ipynb #bb752715
 def _change_log(out_dir:Path)->dict:
