@@ -2,7 +2,6 @@
 configuration unless a change is asked for (and then records it), and a damaged newest checkpoint costs one
 checkpoint's iterations, not the run."""
 import json, logging, os, random, subprocess
-from pathlib import Path
 import pytest, torch
 from conftest import ROOT, BIN, tiny_args
 from dass_nb.core import CheckpointError, UnsafeCheckpoint, get_logger, read_jsonl
