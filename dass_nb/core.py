@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #7bc0cff5
 from __future__ import annotations
-import contextlib, dataclasses, functools, json, logging, os, random, sys, tempfile, types, typing
+import contextlib, dataclasses, functools, json, logging, os, pickle, random, re, sys, tempfile, types, typing
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,9 @@ import torch.distributed as dist
 # %% auto #0
 __all__ = ['IGNORE', 'MODELS', 'DATASETS', 'METHODS', 'RECIPES', 'Registry', 'Config', 'Recipe', 'recipe', 'seed_everything',
            'rng_state', 'set_rng_state', 'seed_worker', 'get_device', 'atomic_write', 'save_json', 'atomic_save',
-           'project_root', 'get_rank', 'get_world_size', 'is_main_process', 'collective_device', 'all_reduce_',
-           'broadcast_', 'barrier', 'get_logger', 'JSONLLogger', 'read_jsonl']
+           'CheckpointError', 'UnsafeCheckpoint', 'safe_load', 'project_root', 'get_rank', 'get_world_size',
+           'is_main_process', 'collective_device', 'all_reduce_', 'broadcast_', 'barrier', 'get_logger', 'JSONLLogger',
+           'read_jsonl']
 
 # %% ../nbs/00_core.ipynb #b797037b
 IGNORE = 255  # label value that every loss and metric skips
@@ -131,14 +132,18 @@ def seed_everything(seed:int, # the one number that fixes data order, augmentati
 
 # %% ../nbs/00_core.ipynb #2be87859
 def rng_state()->dict:
-    "The state of Python's, NumPy's and torch's (CPU and CUDA) generators."
-    st = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    "The state of Python's, NumPy's and torch's (CPU and CUDA) generators, as tensors and plain data."
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    st = {'python': random.getstate(), 'torch': torch.get_rng_state(),
+          'numpy': {'key': torch.from_numpy(key.astype(np.int64)), 'pos': int(pos), 'has_gauss': int(has_gauss), 'gauss': float(gauss)}}
     if torch.cuda.is_available(): st['cuda'] = torch.cuda.get_rng_state_all()
     return st
 
 def set_rng_state(st:dict):
-    "Restore generator states captured by `rng_state`."
-    random.setstate(st['python']); np.random.set_state(st['numpy']); torch.set_rng_state(st['torch'])
+    "Restore generator states captured by `rng_state` (NumPy's may be the tuple of older checkpoints)."
+    n = st['numpy']
+    if isinstance(n, dict): n = ('MT19937', n['key'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss'])
+    random.setstate(st['python']); np.random.set_state(n); torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 # %% ../nbs/00_core.ipynb #1e677951
@@ -195,6 +200,43 @@ def save_json(obj, path, indent:int=2):
 def atomic_save(obj, path):
     "`torch.save` to `path` atomically."
     with atomic_write(path) as f: torch.save(obj, f)
+
+# %% ../nbs/00_core.ipynb #c30b711d
+class CheckpointError(ValueError):
+    "A file that cannot be read as a checkpoint: not a `torch.save` file, damaged, or without what was expected."
+
+class UnsafeCheckpoint(CheckpointError):
+    "A checkpoint holding pickled objects beyond tensors and plain data: refused, none of it run."
+
+_np_core = np._core if hasattr(np, '_core') else np.core   # NumPy 2 renamed it; a file may name either
+_LEGACY_GLOBALS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)),
+                   *((_np_core.multiarray._reconstruct, f'numpy.{m}.multiarray._reconstruct') for m in ('core', '_core'))]
+
+def _why(e:Exception)->str:
+    "The first sentence of `e`'s message, past torch's advice on `weights_only`."
+    m = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
+    line = m[1] if m else next((l for l in str(e).splitlines() if l.strip()), '')
+    return f"{type(e).__name__}: {line.split('. ')[0]}"
+
+# %% ../nbs/00_core.ipynb #eaffb7c0
+def safe_load(path, what:str='checkpoint', # the file's kind, in error messages
+              mmap:bool=False): # map the tensors' storage instead of reading it (to read a number from a large file)
+    "The contents of the `torch.save` file `path`, read with `weights_only=True`: tensors and plain data; no code in it runs."
+    path, name = Path(path), f"{what} {str(path)!r}"
+    if not path.is_file(): raise FileNotFoundError(f"{name} does not exist")
+    with open(path, 'rb') as f: head = f.read(4)
+    expected = f"{name} is not a dass_nb {what} (a torch.save file of tensors and plain data)"
+    if not head.startswith((b'PK\x03\x04', b'\x80')):   # a zip archive (torch.save), or a pickle (its legacy format)
+        raise CheckpointError(f"{expected}: {'it is empty' if not head else f'it starts with {head!r}'}")
+    try:
+        with torch.serialization.safe_globals(_LEGACY_GLOBALS): return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        obj = re.search(r"GLOBAL (\S+)|but got <class '([^']+)'>", str(e))
+        if obj: raise UnsafeCheckpoint(f"{name} refused: it holds a pickled {obj[1] or obj[2]}, not only tensors and plain data; nothing in it was run") from None
+        raise CheckpointError(f"{expected}: {_why(e)}") from e
+    except Exception as e:
+        if head.startswith(b'PK'): raise CheckpointError(f"{name} cannot be read: it is damaged or truncated ({_why(e)})") from e
+        raise CheckpointError(f"{expected}: {_why(e)}") from e
 
 # %% ../nbs/00_core.ipynb #b0cce892
 def project_root()->Path:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_engine.ipynb #7da1be6d
 from __future__ import annotations
-import collections, contextlib, dataclasses, datetime, json, math, os, time
+import collections, contextlib, dataclasses, datetime, json, math, os, re, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -12,10 +12,11 @@ from typing import Callable, Iterable, Iterator
 import torch
 import torch.nn as nn
 import torch.distributed as dist
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import (Config, atomic_save, get_logger, get_world_size, is_main_process, JSONLLogger, rng_state,
-                          set_rng_state, save_json, broadcast_, barrier)
+                          set_rng_state, save_json, broadcast_, barrier, safe_load, CheckpointError, UnsafeCheckpoint)
 from .metrics import ConfusionMatrix, miou_summary, iou_per_class
 from .losses import upsample
 from .data import eval_loader, to_device
@@ -24,7 +25,7 @@ from .data import eval_loader, to_device
 __all__ = ['BN_REGIMES', 'PASS_BATCH', 'WRITE_THREADS', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'dist_timeout',
            'init_distributed', 'ddp', 'unwrap', 'set_bn_regime', 'broadcast_buffers_', 'DABatch', 'probs', 'predict',
            'pass_batch', 'same_size_batches', 'predictions', 'evaluate', 'scores', 'WriterPool', 'save_checkpoint',
-           'load_checkpoint', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
+           'load_checkpoint', 'LastCheckpoints', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
 def make_optimizer(params, # an iterable of tensors or of param-group dicts (with an optional `lr_mult`)
@@ -255,14 +256,65 @@ def save_checkpoint(path, method, it:int, **extra):
 
 # %% ../nbs/31_engine.ipynb #c34ef94b
 def load_checkpoint(path, method=None, restore_rng:bool=True)->dict:
-    "Read a checkpoint; with `method`, restore its state (and the RNG states). Clear error on a bad file."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try: ck = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e: raise RuntimeError(f"checkpoint {str(path)!r} cannot be read ({e}); it may be truncated") from e
-    if method is not None: method.load_state_dict(ck['method'])
+    "Read checkpoint `path` (`safe_load`); with `method`, restore its state (and the RNG states). `CheckpointError` names a bad file."
+    ck = safe_load(path)
+    if not isinstance(ck, dict): raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(ck).__name__}; expected a dict of tensors and plain data")
+    if method is not None:
+        if not isinstance(ck.get('method'), dict): raise CheckpointError(f"checkpoint {str(path)!r} holds no method state ('method'); expected a checkpoint written by `fit`")
+        method.load_state_dict(ck['method'])
     if restore_rng and 'rng' in ck: set_rng_state(ck['rng'])
     return ck
+
+# %% ../nbs/31_engine.ipynb #ef3ab2e0
+def _older_iter(p:Path)->int|None:
+    m = re.fullmatch(r'last-(\d+)\.pt', p.name)
+    return int(m[1]) if m else None
+
+class LastCheckpoints:
+    "A stage's `last.pt` and the `keep - 1` checkpoints written before it (`last-<iter>.pt`), rotated on save, tried newest first on resume."
+    def __init__(self, out_dir, keep:int=2): # keep: checkpoints on disk, `last.pt` included
+        if keep < 1: raise ValueError(f"keep={keep}: expected at least 1 (last.pt)")
+        self.last, self.keep = Path(out_dir)/'last.pt', keep
+        self.held, self.base, self.rotated = None, -1, set()   # last.pt's iteration (when this history's), the one resumed from, those renamed here
+
+    def older(self)->dict:
+        "Iteration -> file of the checkpoints kept before `last.pt`."
+        return {i: p for p in self.last.parent.glob('last-*.pt') if (i := _older_iter(p)) is not None}
+
+    def save(self, method, it:int, **extra):
+        "Write `last.pt` for iteration `it`, the one it replaces kept as `last-<iter>.pt` (rank 0 only)."
+        if not is_main_process(): return
+        if self.keep > 1 and self.held is not None and self.last.exists():
+            os.replace(self.last, self.last.with_name(f'last-{self.held}.pt')); self.rotated.add(self.held)
+        save_checkpoint(self.last, method, it, **extra)
+        self.held = it
+        ours = sorted((i for i in self.older() if i < it and (i <= self.base or i in self.rotated)), reverse=True)[:self.keep - 1]
+        for i, p in self.older().items():
+            if i not in ours: p.unlink(missing_ok=True)
+
+# %% ../nbs/31_engine.ipynb #fd583d44
+@patch
+def resume(self:LastCheckpoints, method, desc:str, # the stage, in messages
+           next_save:Callable[[int], int|None]=lambda it: None)->dict|None: # the iteration checkpointed after `it`
+    "Restore `method` from the newest readable checkpoint and return it (None: there is none); unreadable newer ones are skipped."
+    log, bad = get_logger(), []
+    for p in ([self.last] if self.last.exists() else []) + [p for _, p in sorted(self.older().items(), reverse=True)]:
+        try: ck = load_checkpoint(p, method)
+        except UnsafeCheckpoint: raise
+        except CheckpointError as e: log.warning(f"{e}; trying the checkpoint before it"); bad.append(p); continue
+        self.base, self.held = ck['iter'], ck['iter'] if p == self.last else None
+        log.info(f"resuming {desc} from {p} at iteration {ck['iter']}")
+        if bad: log.warning(_cost(bad, self.last, self.older(), ck['iter'], next_save))
+        return ck
+    if bad: raise CheckpointError(f"no readable checkpoint of {desc!r} in {self.last.parent} ({', '.join(p.name for p in bad)}): "
+                                  "delete them to train it from the start")
+    return None
+
+def _cost(bad:list, last:Path, older:dict, it:int, next_save)->str:
+    "What resuming at iteration `it` instead of from the newest checkpoint `bad[0]` costs."
+    newest = next_save(max(older)) if bad[0] == last else _older_iter(bad[0])   # last.pt followed the newest older one
+    lost = f"{newest - it} iterations ({it} to {newest})" if newest is not None else f"the iterations after {it}"
+    return f"resumed from the checkpoint before {bad[0].name}: {lost} are trained again"
 
 # %% ../nbs/31_engine.ipynb #6e430404
 class NonFiniteLoss(FloatingPointError): pass
@@ -296,12 +348,10 @@ class _FiniteGuard:
                             "lower the learning rate or check the data")
 
 # %% ../nbs/31_engine.ipynb #65cc515a
-def _resume(method, last:Path, resume:bool, desc:str)->tuple:
-    "`(start iteration, best mIoU, seconds so far)`: from checkpoint `last` when resuming, else a fresh start."
-    if not (resume and last.exists()): return 0, -1.0, 0.0
-    ck = load_checkpoint(last, method)
-    get_logger().info(f"resuming {desc} from {last} at iteration {ck['iter']}")
-    return ck['iter'], ck.get('best', -1.0), ck.get('seconds', 0.0)
+def _when(n:int, iters:int, eval_every:int, ckpt_every:int, evaluates:bool)->tuple:
+    "`(evaluate, checkpoint)` at the end of iteration `n` of `iters`."
+    ev = evaluates and bool((eval_every and n % eval_every == 0) or n == iters)
+    return ev, ev or bool(ckpt_every and n % ckpt_every == 0) or n == iters
 
 def _step(method, src, tgt, pseudo:bool, it:int, max_iter:int, lr_power:float)->dict:
     "One iteration: the learning rates of iteration `it` (poly towards `max_iter`), the next batches, the method's step."
@@ -336,15 +386,18 @@ def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `opt
         evaluator:Callable|None=None, # model -> ConfusionMatrix on the target val split
         eval_every:int=0, # evaluate (and checkpoint) every this many iterations; 0: only at the end
         ckpt_every:int=0, # write last.pt every this many iterations; 0: only with evaluations
-        resume:bool=True, # continue from out_dir/last.pt if it exists
+        resume:bool=True, # continue from out_dir/last.pt if it exists (from the one before if it cannot be read)
+        keep:int=2, # checkpoints kept: last.pt and the `keep - 1` before it (`LastCheckpoints`)
         pseudo:bool=False, # the target loader serves pseudo labels (`pl_t`)
         lr_power:float=0.9, # poly exponent (1: linear decay)
         poly_max_iter:int|None=None, # the poly schedule's horizon; None: `iters` (the rate reaches 0 at the end)
         log_every:int=10, progress:bool=True, desc:str='train')->dict:
     "Train `method` for `iters` iterations with evaluation, checkpoints and exact resume; returns a summary."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    last, log = out_dir/'last.pt', JSONLLogger(out_dir/'metrics.jsonl')
-    start, best, t_prev = _resume(method, last, resume, desc)
+    ckpts, log = LastCheckpoints(out_dir, keep), JSONLLogger(out_dir/'metrics.jsonl')
+    when = lambda n: _when(n, iters, eval_every, ckpt_every, evaluator is not None)
+    ck = ckpts.resume(method, desc, lambda it: next((n for n in range(it + 1, iters + 1) if when(n)[1]), None)) if resume else None
+    start, best, t_prev = (ck['iter'], ck.get('best', -1.0), ck.get('seconds', 0.0)) if ck else (0, -1.0, 0.0)
     log.truncate_after('iter', start)
     src, tgt = source_batches(start), target_batches(start) if target_batches else None
     t0, summary, guard = time.time() - t_prev, {}, _FiniteGuard()
@@ -353,15 +406,14 @@ def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `opt
         losses = _step(method, src, tgt, pseudo, it, poly_max_iter or iters, lr_power)
         guard.add(losses, it)
         n = it + 1
-        do_eval = evaluator is not None and ((eval_every and n % eval_every == 0) or n == iters)
-        do_save = do_eval or (ckpt_every and n % ckpt_every == 0) or n == iters
+        do_eval, do_save = when(n)
         if n % log_every == 0 or do_save:
-            guard.check(last)                                   # before anything is logged or saved
+            guard.check(ckpts.last)                                   # before anything is logged or saved
             values = _numbers(losses)
             if n % log_every == 0 or n == iters: log.log(iter=n, **values, lr=method.optimizers()[0].param_groups[0]['lr'], seconds=time.time() - t0)
             bar.set_postfix(_format_losses(values))
         if do_eval: summary, best = _validate(method, evaluator, log, out_dir, n, best, t0)
-        if do_save: save_checkpoint(last, method, n, best=best, seconds=time.time() - t0)
+        if do_save: ckpts.save(method, n, best=best, seconds=time.time() - t0)
     bar.close()
     return {'iters': iters, 'seconds': time.time() - t0, 'best_mIoU': best, **summary}
 

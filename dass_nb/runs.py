@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .core import project_root, get_device
 from .data import get_dataset, eval_input, resolve_data_root, train_split
+from .engine import load_checkpoint
 from .training import TrainConfig, RunData, train, network
 
 # %% auto #0
@@ -82,7 +83,9 @@ def load_model(path, # a run folder (its final network), or a checkpoint in one 
     ckpt = run_checkpoint(p) if p.is_dir() else p
     if not ckpt.is_file(): raise FileNotFoundError(f"checkpoint {str(ckpt)!r} does not exist")
     cfg = run_config(p)
-    if cfg is None and (backbone is None or num_classes is None): raise ValueError(f"no config.json or metrics.json beside {ckpt}: pass backbone and num_classes")
+    if cfg is None and (backbone is None or num_classes is None):
+        load_checkpoint(ckpt, restore_rng=False)        # a file that is no checkpoint says so first
+        raise ValueError(f"no config.json or metrics.json beside {ckpt}: pass backbone and num_classes")
     given = {k: v for k, v in (('backbone', backbone), ('num_classes', num_classes)) if v is not None}
     return network((cfg or TrainConfig()).update(**given), init=ckpt, device=get_device(device)).eval()
 

@@ -15,9 +15,10 @@ from fastcore.basics import patch
 from fastcore.docments import docments
 
 from .core import (Config, METHODS, MODELS, DATASETS, RECIPES, get_world_size, is_main_process, save_json,
-                          seed_everything, get_logger, _hints, _alternatives, barrier)
+                          seed_everything, get_logger, _hints, _alternatives, barrier, safe_load, CheckpointError, JSONLLogger,
+                          read_jsonl)
 from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, fit, evaluate, scores, load_checkpoint,
-                            run_stages, set_bn_regime)
+                            run_stages, set_bn_regime, LastCheckpoints)
 from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names, default_workers,
                           resolve_data_root, train_split, make_sampler, check_datasets)
 from .methods import Feed
@@ -25,9 +26,10 @@ from .methods.self_training import pseudo_label_dataset
 from .models import input_norm  # importing the models registers the model zoo
 
 # %% auto #0
-__all__ = ['STAGE_FIELDS', 'Input', 'TrainConfig', 'stage_config', 'resolve_config', 'options', 'validate', 'network', 'RunData',
-           'Checkpoint', 'StageKit', 'process_batch', 'world_message', 'Run', 'check_stages', 'train', 'protocol',
-           'notebook_config', 'config_parser', 'train_cli']
+__all__ = ['STAGE_FIELDS', 'FREE_FIELDS', 'Input', 'TrainConfig', 'stage_config', 'resolve_config', 'options', 'validate',
+           'network', 'RunData', 'Checkpoint', 'StageKit', 'process_batch', 'world_message', 'config_changes',
+           'ConfigChanged', 'record_config', 'Run', 'check_stages', 'train', 'protocol', 'notebook_config',
+           'config_parser', 'train_cli']
 
 # %% ../nbs/50_training.ipynb #5b1e0a01
 @dataclasses.dataclass
@@ -99,6 +101,8 @@ class TrainConfig(Config):
     max_bad_samples:float=0.01 # share of a training split's files that may fail to decode (each draw skipped with a warning) before the run stops
     out_dir:str='runs/run' # where checkpoints, logs and metrics.json go
     resume:bool=True # continue an interrupted run found in out_dir
+    allow_changes:bool=False # resume a run in out_dir whose config.json differs from this configuration, recording both in config_changes.jsonl
+    keep_checkpoints:int=2 # checkpoints kept per stage: last.pt and the ones before it (last-<iter>.pt) to resume from if it is damaged; each is the size of the method's state (DeepLab-v2 ResNet-101 with SGD: ~350 MB), so 2 doubles a run's disk use; 1: last.pt only
     stage:str|None=None # run only this stage of a multi-stage method
     stages:dict=dataclasses.field(default_factory=dict) # stage name -> fields that differ in that stage (see `STAGE_FIELDS`)
     method_options:dict=dataclasses.field(default_factory=dict) # options of the method (see its `Options`)
@@ -185,6 +189,7 @@ def validate(cfg:TrainConfig)->TrainConfig:
     need(cfg.log_every >= 1 and cfg.world_size >= 1, f"log_every={cfg.log_every}, world_size={cfg.world_size}: must be positive integers")
     need(len(cfg.crop) == 2 and min(cfg.crop) >= 16, f"crop={cfg.crop}: expected (height, width), each >= 16")
     need(cfg.bn_momentum is None or 0 < cfg.bn_momentum <= 1, f"bn_momentum={cfg.bn_momentum}: expected None or a value in (0, 1]")
+    need(cfg.keep_checkpoints >= 1, f"keep_checkpoints={cfg.keep_checkpoints}: expected >= 1 (last.pt alone)")
     need(cfg.num_workers is None or cfg.num_workers >= 0, f"num_workers={cfg.num_workers}: expected None (from the CPU count) or >= 0")
     need(0 <= cfg.max_bad_samples < 1, f"max_bad_samples={cfg.max_bad_samples}: expected a share of the files in [0, 1)")
     need(cfg.compile in (None, *torch.compiler.list_backends()), f"compile={cfg.compile!r}: valid backends are None and {torch.compiler.list_backends()}")
@@ -205,7 +210,9 @@ def _create(cfg:TrainConfig, pretrained:bool=True):
 
 def _load_model_weights(model:nn.Module, ckpt):
     ck = load_checkpoint(ckpt, restore_rng=False)
-    sd = ck['method']['model'] if 'method' in ck else ck.get('model', ck)   # a stage's checkpoint, or a state dict file
+    sd = ck['method'].get('model') if isinstance(ck.get('method'), dict) else ck.get('model', ck)   # a stage's checkpoint, or a state dict file
+    if not (isinstance(sd, dict) and sd and all(torch.is_tensor(v) for v in sd.values())):
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} holds no network weights; expected a stage's checkpoint or a state dict of tensors")
     for h in [h for h in getattr(model, 'heads', {}) if not any(k.startswith(f'heads.{h}.') for k in sd)]: del model.heads[h]
     model.load_state_dict(sd)
 
@@ -323,6 +330,7 @@ class StageKit:
     resume:bool # continue interrupted stages
     log_every:int # log the losses every this many iterations
     init_from:str='last' # which checkpoint of a stage a later one starts from
+    keep_checkpoints:int=2 # checkpoints a training stage keeps (`fit`'s `keep`)
 
     def checkpoint(self, stage:str)->Checkpoint:
         "The checkpoint of `stage` a later stage starts from (its best or its last, as the run says)."
@@ -345,6 +353,68 @@ def world_message(cfg:TrainConfig, world:int)->str|None:
             f"{'per-GPU' if cfg.keep_batch == 'per_gpu' else 'total'} batch: source {b(cfg.batch_size)}, "
             f"target {b(cfg.target_batch_size)} images per step")
 
+# %% ../nbs/50_training.ipynb #2720db65
+FREE_FIELDS = ('resume', 'stage', 'allow_changes', 'out_dir', 'device', 'num_workers', 'channels_last', 'compile', 'log_every',
+               'keep_checkpoints', 'scan_data')   # fields an invocation of a run may change: they do not change what it computes
+
+_UNSET = '(not set)'
+
+def _differences(old, new, at:str='')->dict:
+    "Dotted name -> `[old, new]` where `old` and `new` differ, looking inside dicts both hold."
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {k: v for key in sorted(old.keys() | new.keys(), key=str)
+                for k, v in _differences(old.get(key, _UNSET), new.get(key, _UNSET), f'{at}.{key}' if at else str(key)).items()}
+    return {} if old == new else {at: [old, new]}
+
+def _comparable(fields:dict)->dict:
+    "Run fields as JSON holds them, the defaults filled in, `data_root` resolved, `FREE_FIELDS` left out."
+    d = json.loads(json.dumps({**TrainConfig().to_dict(), **fields}, default=str))
+    d['data_root'] = str(resolve_data_root(d['data_root'])[0])
+    return {k: v for k, v in d.items() if k not in FREE_FIELDS}
+
+def config_changes(old:dict, # the fields of a run's config.json
+                   new:TrainConfig)->dict:
+    "Field (dotted inside dicts) -> `[old, new]` for each difference between `old` and `new` in what they train."
+    return _differences(_comparable(old), _comparable(new.to_dict()))
+
+# %% ../nbs/50_training.ipynb #b7060072
+class ConfigChanged(ValueError):
+    "A run folder's training would continue under another configuration than the one it was trained with."
+
+def _trained(out_dir:Path)->list:
+    "The folders (one or two levels down) where earlier invocations finished a stage or left a checkpoint."
+    return sorted({p.parent for pat in ('*/', '*/*/') for f in ('done.json', 'last.pt', 'last-*.pt') for p in out_dir.glob(pat + f)})
+
+def _progress(out_dir:Path)->dict:
+    "Stage folder -> 'done', or the iteration of its newest checkpoint (None: unreadable)."
+    def at(d):
+        if (d/'done.json').exists(): return 'done'
+        try: return safe_load(d/'last.pt', mmap=True)['iter']          # mapped: one number read, not the weights
+        except (OSError, CheckpointError, KeyError, TypeError): return max(LastCheckpoints(d).older(), default=None)
+    return {d.relative_to(out_dir).as_posix(): at(d) for d in _trained(out_dir)}
+
+def _changed(out_dir:Path, changes:dict)->str:
+    show = lambda v: v if v == _UNSET else json.dumps(v)
+    return (f"run folder {str(out_dir)!r} was trained with another configuration (its config.json); resuming would mix the two:\n"
+            + ''.join(f"  {k}: {show(o)} -> {show(n)}\n" for k, (o, n) in changes.items())
+            + "resume with the configuration of config.json, use another out_dir, or pass allow_changes=True (dass_train "
+              "--allow_changes) to continue with the new one (both are recorded in config_changes.jsonl)")
+
+# %% ../nbs/50_training.ipynb #43968822
+def record_config(cfg:TrainConfig, out_dir:Path)->dict:
+    "Write `cfg` to `out_dir/config.json`, unless the folder holds training with another configuration (`ConfigChanged`; with `cfg.allow_changes`: recorded)."
+    out_dir = Path(out_dir); saved = out_dir/'config.json'
+    old = json.loads(saved.read_text()) if saved.is_file() and (_trained(out_dir) or (out_dir/'metrics.json').exists()) else None
+    changes = {} if old is None else config_changes(old, cfg)
+    if changes and not cfg.allow_changes: raise ConfigChanged(_changed(out_dir, changes))
+    barrier()                                            # every rank has read config.json before rank 0 replaces it
+    if changes and is_main_process():
+        JSONLLogger(out_dir/'config_changes.jsonl').log(time=time.strftime('%Y-%m-%dT%H:%M:%S'), progress=_progress(out_dir),
+                                                       changes=changes, previous=old, config=cfg.to_dict())
+        get_logger().warning(f"allow_changes: {', '.join(changes)} changed; recorded in {out_dir/'config_changes.jsonl'}")
+    if is_main_process(): cfg.save(saved)
+    return changes
+
 # %% ../nbs/50_training.ipynb #639bf5ee
 def _ensure_builtin(data_dir:Path):
     from dass_nb.data.synthetic import ensure_benchmark
@@ -359,7 +429,7 @@ class Run:
         self.device = init_distributed(cfg.device)
         seed_everything(cfg.seed, cfg.deterministic)
         self.out_dir = Path(cfg.out_dir); self.out_dir.mkdir(parents=True, exist_ok=True)
-        if is_main_process(): cfg.save(self.out_dir/'config.json')
+        self.changes = record_config(cfg, self.out_dir)
         if cfg.num_workers is None: self.cfg = self.scfg = cfg = cfg.update(num_workers=default_workers(device=self.device))   # config.json keeps None: another machine, its own count
         data_dir, builtin = resolve_data_root(cfg.data_root)
         if builtin: _ensure_builtin(data_dir)
@@ -400,7 +470,7 @@ def train_stage(self:Run, method, stage_dir, iters:int|None=None, pseudo=None, s
     src, tgt = self._batches(feed, pseudo, source)
     ev = self.evaluator() if feed is not Feed.SOURCE_TRAIN or c.eval_every else None
     return fit(method, src, tgt, iters, stage_dir, evaluator=ev, eval_every=c.eval_every, resume=c.resume, pseudo=feed is Feed.SOURCE_PSEUDO,
-               poly_max_iter=c.poly_max_iter, log_every=c.log_every, desc=Path(stage_dir).name)
+               poly_max_iter=c.poly_max_iter, log_every=c.log_every, desc=Path(stage_dir).name, keep=c.keep_checkpoints)
 
 @patch
 def _batches(self:Run, feed:Feed, pseudo, source)->tuple:
@@ -421,7 +491,7 @@ def kit(self:Run)->StageKit:
     "What the method's stages are given."
     c = self.cfg
     return StageKit(self.out_dir, c.iters, c.num_classes, self.data, _create(c), self.model, self.new_method, self.train_stage,
-                    self.device, self.amp, c.num_workers, c.seed, c.resume, c.log_every, c.init_from)
+                    self.device, self.amp, c.num_workers, c.seed, c.resume, c.log_every, c.init_from, c.keep_checkpoints)
 
 @patch
 def stages(self:Run)->list:
@@ -464,6 +534,10 @@ def check_files(self:RunData, feeds:set)->dict:
     return check_datasets(self.read_splits(feeds), self.cache_dir)
 
 # %% ../nbs/50_training.ipynb #bb752715
+def _change_log(out_dir:Path)->dict:
+    f = out_dir/'config_changes.jsonl'
+    return {'config_changes': [{k: r[k] for k in ('time', 'progress', 'changes')} for r in read_jsonl(f)]} if f.exists() else {}
+
 def train(cfg:TrainConfig)->dict:
     "Run every stage of `cfg.method`, evaluate the final network and write `out_dir/metrics.json`."
     t0, run = time.time(), Run(cfg)
@@ -479,7 +553,8 @@ def train(cfg:TrainConfig)->dict:
                'num_classes': cfg.num_classes, 'backbone': cfg.backbone, 'iters': cfg.iters, 'seconds': time.time() - t0,
                'world_size': get_world_size(), 'target_miou': evals[cfg.target]['mIoU'], 'best_target_miou': best,
                'per_class_iou': evals[cfg.target]['per_class_iou'], 'eval': evals, 'init_from': cfg.init_from,
-               'stage_inits': {k: r['init'] for k, r in results.items() if 'init' in r}, 'stages': results, 'config': cfg.to_dict()}
+               'stage_inits': {k: r['init'] for k, r in results.items() if 'init' in r}, 'stages': results, 'config': cfg.to_dict(),
+               **_change_log(run.out_dir)}
     if is_main_process(): save_json(metrics, run.out_dir/'metrics.json')
     return metrics
 
@@ -506,7 +581,7 @@ def _stage_protocol(cfg:TrainConfig, s:Stage)->dict:
 def _dry_kit(cfg:TrainConfig)->StageKit:
     "A kit to build the method's stages with; its factories are never called."
     return StageKit(Path(cfg.out_dir), cfg.iters, cfg.num_classes, RunData(cfg, None), None, None, None, None,
-                    torch.device('cpu'), None, cfg.num_workers, cfg.seed, cfg.resume, cfg.log_every, cfg.init_from)
+                    torch.device('cpu'), None, cfg.num_workers, cfg.seed, cfg.resume, cfg.log_every, cfg.init_from, cfg.keep_checkpoints)
 
 # %% ../nbs/50_training.ipynb #5b1e0a11
 def protocol(cfg:TrainConfig)->dict:

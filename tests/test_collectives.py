@@ -40,7 +40,7 @@ def worker(rank, world, port, out):
 def test_collectives_over_two_gloo_ranks(tmp_path):
     mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     for r in (0, 1):
-        got = torch.load(tmp_path/f'rank{r}.pt')
+        got = torch.load(tmp_path/f'rank{r}.pt', weights_only=True)
         assert got['same'] and not got['contig'] and got['dev'] == 'cpu'
         assert got['a'].dtype == torch.int64 and torch.equal(got['a'], 2 * torch.arange(6).reshape(2, 3) + 10)
         assert got['v'].dtype == torch.float64 and torch.equal(got['v'], torch.full((2, 3), 3., dtype=torch.float64))

@@ -46,10 +46,10 @@ def test_m1_on_mapillary_7_classes_resumes_and_keeps_original_hparams(syn_bench,
     m = train(c)
     assert list(m['stages']) == ['train', 'depth_eval', 'export']            # M1: no GMM, no self-training
     assert m['num_classes'] == 7 and len(m['per_class_iou']) == 7
-    ck = torch.load(tmp_path/'run'/'train'/'last.pt', weights_only=False)['method']
+    ck = torch.load(tmp_path/'run'/'train'/'last.pt', weights_only=True)['method']
     assert ck['adv']['opt']['param_groups'][0]['base_lr'] == 1e-4             # Mapillary: D learning rate 1e-4
     assert any(k.startswith('heads.depth') for k in ck['model']) and not any(k.startswith('heads.density') for k in ck['model'])
-    assert not any(k.startswith('heads.') for k in torch.load(m['final_checkpoint'], weights_only=False)['method']['model'])
+    assert not any(k.startswith('heads.') for k in torch.load(m['final_checkpoint'], weights_only=True)['method']['model'])
     t = (tmp_path/'run'/'train'/'done.json').stat().st_mtime
     m2 = train(c)                                                            # everything done: stages are skipped
     assert (tmp_path/'run'/'train'/'done.json').stat().st_mtime == t and m2['target_miou'] == m['target_miou']

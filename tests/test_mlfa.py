@@ -57,8 +57,8 @@ def test_cyclegan_resumes_exactly(tiny_bench, tmp_path):
         fit(gan, gan_batches(cut.data, 'gta5', o, 0), gan_batches(cut.data, 'cityscapes', o, 1), 4, cut.out_dir/'translation'/'cyclegan',
             ckpt_every=1, lr_power=1.0, progress=False)
     translation_stage(o, cut.kit(), cut.out_dir/'translation')           # resumes from iteration 2
-    wa = torch.load(full.out_dir/'translation'/'cyclegan'/'last.pt', weights_only=False)['method']['model']
-    wb = torch.load(cut.out_dir/'translation'/'cyclegan'/'last.pt', weights_only=False)['method']['model']
+    wa = torch.load(full.out_dir/'translation'/'cyclegan'/'last.pt', weights_only=True)['method']['model']
+    wb = torch.load(cut.out_dir/'translation'/'cyclegan'/'last.pt', weights_only=True)['method']['model']
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     ia = np.asarray(Image.open(next((full.out_dir/'translation'/'translated'/'images').iterdir())))
     ib = np.asarray(Image.open(next((cut.out_dir/'translation'/'translated'/'images').iterdir())))

@@ -33,7 +33,7 @@ def test_cli_two_sources_dg_table(dg_bench, tmp_path):
     row = t.iloc[0]
     assert all(math.isfinite(v) and 0 <= v <= 100 for v in row)
     assert abs(row['Avg-S'] - (m['eval']['gta5']['mIoU'] + m['eval']['synthia']['mIoU']) / 2) < 0.01
-    w = torch.load(m['final_checkpoint'], weights_only=False)['method']['model']
+    w = torch.load(m['final_checkpoint'], weights_only=True)['method']['model']
     assert w['classifier.bases'].shape == (19, 2, 256) and w['stage_hooks.layer1.base_sigma'].shape == (2, 64)
     assert all(not torch.allclose(s, torch.ones(64)) for s in w['stage_hooks.layer0.base_sigma'])   # each source moved its own base
     log = [json.loads(l) for l in (tmp_path/'run'/'train'/'metrics.jsonl').read_text().splitlines()]
@@ -44,7 +44,7 @@ def test_cli_dg_baselines(dg_bench, tmp_path, method, hook):
     r = run_cli(dg_args(dg_bench, tmp_path/method, method=method, iters=2, eval_targets='cityscapes,gta5'))
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path/method/'metrics.json').read_text())
-    w = torch.load(m['final_checkpoint'], weights_only=False)['method']['model']
+    w = torch.load(m['final_checkpoint'], weights_only=True)['method']['model']
     assert not any(k.startswith('stage_hooks.') for k in w) if hook is None else hook in w
     assert 0 <= m['eval']['gta5']['mIoU'] <= 100
 
@@ -54,10 +54,10 @@ def test_killed_spc_run_resumes_to_the_same_result(dg_bench, tmp_path):
     last = tmp_path/'cut'/'train'/'last.pt'
     kill_at_checkpoint([*CLI, *args(tmp_path/'cut')], last)
     assert not (tmp_path/'cut'/'metrics.json').exists(), "the run finished before it could be killed"
-    assert torch.load(last, weights_only=False)['iter'] < 8
+    assert torch.load(last, weights_only=True)['iter'] < 8
     r = run_cli(args(tmp_path/'cut'))
     assert r.returncode == 0, r.stderr[-3000:]
-    w = [torch.load(json.loads((tmp_path/d/'metrics.json').read_text())['final_checkpoint'], weights_only=False)['method']['model']
+    w = [torch.load(json.loads((tmp_path/d/'metrics.json').read_text())['final_checkpoint'], weights_only=True)['method']['model']
          for d in ('full', 'cut')]
     assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])   # weights, style bases and semantic bases
 

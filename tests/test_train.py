@@ -9,7 +9,7 @@ def dass_train(args, **kw):
 
 def final_weights(out_dir):
     m = json.loads((Path(out_dir)/'metrics.json').read_text())
-    return m, torch.load(m['final_checkpoint'], weights_only=False)['method']['model']
+    return m, torch.load(m['final_checkpoint'], weights_only=True)['method']['model']
 
 def test_cli_trains_and_writes_metrics(tiny_bench, tmp_path):
     r = dass_train(tiny_args(tiny_bench, tmp_path/'run', method='adaptsegnet'))
@@ -29,7 +29,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_bench, tmp_path):
     last = tmp_path/'cut'/'train'/'last.pt'
     kill_at_checkpoint([str(BIN/'dass_train'), *args(tmp_path/'cut')], last)
     assert not (tmp_path/'cut'/'metrics.json').exists(), "the run finished before it could be killed"
-    assert torch.load(last, weights_only=False)['iter'] < 10
+    assert torch.load(last, weights_only=True)['iter'] < 10
     r = dass_train(args(tmp_path/'cut'))
     assert r.returncode == 0, r.stderr[-3000:]
     (m1, w1), (m2, w2) = final_weights(tmp_path/'full'), final_weights(tmp_path/'cut')

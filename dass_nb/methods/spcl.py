@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import METHODS, IGNORE, get_logger, get_world_size, is_main_process, atomic_save, recipe, all_reduce_
+from ..core import METHODS, IGNORE, get_logger, get_world_size, is_main_process, atomic_save, recipe, all_reduce_, safe_load
 from ..kernels import labels_at, class_feature_sums, class_feature_means
 from ..engine import Stage, predictions, unwrap
 from ..losses import SegCELoss, prototype_contrastive_loss
@@ -88,7 +88,7 @@ def load_prototypes(stage_dir)->torch.Tensor:
     "The `[K, C]` prototypes written by the `prototypes` stage in `stage_dir`."
     p = Path(stage_dir)/'prototypes.pt'
     if not p.exists(): raise FileNotFoundError(f"{p} missing: run the 'prototypes' stage first")
-    return torch.load(p, map_location='cpu', weights_only=True)['prototypes']
+    return safe_load(p, 'prototype file')['prototypes']
 
 # %% ../../nbs/45_methods.spcl.ipynb #8b76c799
 @dataclasses.dataclass

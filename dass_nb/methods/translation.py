@@ -244,7 +244,8 @@ def translation_stage(o:TranslationOptions, kit, stage_dir, # the options, the r
     spec = data.sources[0]
     gan = CycleGAN(o, device=kit.device, amp=kit.amp.mode, seed=kit.seed)
     res = fit(gan, gan_batches(data, spec, o, 0), gan_batches(data, data.target_spec, o, 1), o.iters, d/'cyclegan',
-              ckpt_every=max(1, o.iters // 5), resume=kit.resume, lr_power=1.0, log_every=kit.log_every, desc='cyclegan')
+              ckpt_every=max(1, o.iters // 5), resume=kit.resume, lr_power=1.0, log_every=kit.log_every, desc='cyclegan',
+              keep=kit.keep_checkpoints)
     ds = data.dataset(spec, train_split(spec))
     names = translate_dataset(gan.g_st, ds, dataset_root(spec, data.data_dir), d/'translated', gan.amp, size=o.resize)
     out = translated_spec(spec, d/'translated')

@@ -178,7 +178,7 @@ def _download(url:str, files:list)->dict:
     if os.environ.get('DASS_NB_OFFLINE'): why = "DASS_NB_OFFLINE is set"
     else: why = None if _reachable(host) else f"{host} is unreachable"
     if why is None:
-        try: return torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False)
+        try: return torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False, weights_only=True)
         except Exception as e: why = f"{type(e).__name__}: {e}"
     raise FileNotFoundError(
         f"ImageNet weights not found: looked for {' and '.join(map(str, files))}, and downloading {url} failed ({why}). "
