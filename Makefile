@@ -10,12 +10,13 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 help:
 	@echo "make install | train | test | docs | reports | lab | bench"
 
-# Re-runs only when pyproject.toml changes, so a second `make install` takes a second.
+# Re-runs only when pyproject.toml or constraints.txt changes, so a second `make install` takes a second.
+# constraints.txt holds the exact torch/torchvision tested; pyproject.toml only their range.
 install: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # The built-in synthetic benchmark, written in the real datasets' on-disk layouts.

@@ -9,10 +9,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from fastcore.script import call_parse
 from tqdm.auto import tqdm
 
-from ..core import atomic_write, save_json
+from ..core import atomic_write, cli, save_json
 from .datasets import _png_size, get_dataset, synthia
 from .png import read_label, write_png
 
@@ -136,7 +135,7 @@ def check_synthia(root, split:str='all', parse:bool=False, workers:int=0)->dict:
             'depth_range': (min(d[0] for d in deps), max(d[1] for d in deps)) if deps else None}
 
 # %% ../../nbs/16_data.prep.ipynb #83900ccd
-@call_parse
+@cli('dass_split_lists')
 def split_lists(dataset:str, # gta5, synthia, synscapes, cityscapes, bdd100k, mapillary, idd or folder
                 root:str, # the dataset's folder
                 val:int=0, # GTA5/SYNTHIA/Synscapes: hold out this many images as val.txt
@@ -145,7 +144,7 @@ def split_lists(dataset:str, # gta5, synthia, synscapes, cityscapes, bdd100k, ma
     print(json.dumps(write_split_lists(dataset, root, val, seed)))
 
 # %% ../../nbs/16_data.prep.ipynb #6ba7c420
-@call_parse
+@cli('dass_gta5_filter')
 def gta5_filter(root:str): # the GTA5 folder (images/, labels/)
     "Write GTA5's all.txt without image/label pairs of different sizes, and size_mismatches.txt."
     good = gta5_good_stems(root); _write_list(Path(root)/'all.txt', good)
@@ -153,7 +152,7 @@ def gta5_filter(root:str): # the GTA5 folder (images/, labels/)
     print(f"{len(good)} good pairs in all.txt; {len(bad)} mismatched pairs in size_mismatches.txt")
 
 # %% ../../nbs/16_data.prep.ipynb #93d3e6e3
-@call_parse
+@cli('dass_label_stats')
 def label_stats(dataset:str, # dataset name (see split_lists)
                 root:str, # the dataset's folder
                 split:str='all', # split to count
@@ -167,7 +166,7 @@ def label_stats(dataset:str, # dataset name (see split_lists)
     print(f"{len(st['names'])} images -> {out}")
 
 # %% ../../nbs/16_data.prep.ipynb #dcd5dce2
-@call_parse
+@cli('dass_synthia_check')
 def synthia_check(root:str, # the SYNTHIA RAND-CITYSCAPES folder
                   split:str='all', # split to check
                   parse:bool=False, # also write parsed_LABELS/ (single-channel 16-bit class IDs)
