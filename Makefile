@@ -24,10 +24,12 @@ data: install
 	$(PY) -m data_prep.make_benchmark --root data
 
 # The main job: train and evaluate one recipe on the built-in benchmark (papermill parameters in nbs/train.ipynb).
+# --log-output prints the notebook's output as it runs: the stages, a progress line every 30 s and the results;
+# TQDM_MININTERVAL: each progress bar redraws at most every 30 s, so its lines do not flood the terminal.
 RECIPE ?= spcl-cpu
 train: data
 	mkdir -p runs
-	$(VENV)/bin/papermill nbs/train.ipynb runs/train-$(RECIPE).ipynb -p recipe $(RECIPE) --cwd nbs
+	TQDM_MININTERVAL=30 $(VENV)/bin/papermill nbs/train.ipynb runs/train-$(RECIPE).ipynb -p recipe $(RECIPE) --cwd nbs --log-output
 
 # Every notebook through nbdev_test, plus the integration tests in tests/.
 test: install

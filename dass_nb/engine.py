@@ -387,7 +387,7 @@ def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `opt
             guard.check(last)                                   # before anything is logged or saved
             values = _numbers(losses)
             if n % log_every == 0 or n == iters: log.log(iter=n, **values, lr=method.optimizers()[0].param_groups[0]['lr'], seconds=time.time() - t0)
-            bar.set_postfix(_format_losses(values))
+            bar.set_postfix(_format_losses(values), refresh=False)   # shown at the bar's next redraw, at most every `mininterval`
             if lines: lines(n, values)
         if do_eval: summary, best = _validate(method, evaluator, log, out_dir, n, best, t0)
         if do_save: save_checkpoint(last, method, n, best=best, seconds=time.time() - t0)

@@ -90,16 +90,18 @@ def test_papermill_injects_parameters(tiny_bench, tmp_path):
     (['--source', 'gta6'], "source='gta6': valid datasets are"),
     (['--method_options', '{"lamda": 1}', '--method', 'advent'], "unknown option(s) ['lamda']"),
 ])
-def test_bad_parameters_are_named(tiny_bench, tmp_path, flags, message):
+def test_bad_parameters_are_named(tiny_bench, tmp_path, flags, message, capsys):
     from dass_nb.training import train_cli
     with pytest.raises(SystemExit) as e: train_cli(tiny_args(tiny_bench, tmp_path/'bad') + flags)
-    assert message in str(e.value)
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith('dass_train: ') and message in err and 'Traceback' not in err, err
     assert not (tmp_path/'bad').exists(), "nothing is written before the parameters are valid"
 
 def test_missing_data_names_the_layout(tmp_path):
     r = dass_train(tiny_args(tmp_path/'nowhere', tmp_path/'bad'))
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert 'gta5' in r.stderr and 'images/' in r.stderr and 'data_prep' in r.stderr, r.stderr[-2000:]
+    assert 'dass_train: gta5: folder images not found' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
 
 def test_recipe_then_flags_then_print_config(tiny_bench, tmp_path):
     "defaults < recipe < explicit flags, method options merged option by option; --print_config trains nothing."
