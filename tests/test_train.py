@@ -91,8 +91,9 @@ def test_papermill_injects_parameters(tiny_bench, tmp_path):
     (['--source', 'gta6'], "source='gta6': valid datasets are"),
     (['--method_options', '{"lamda": 1}', '--method', 'advent'], "unknown option(s) ['lamda']"),
 ])
-def test_bad_parameters_are_named(tiny_bench, tmp_path, flags, message, capsys):
+def test_bad_parameters_are_named(tiny_bench, tmp_path, flags, message, capsys, monkeypatch):
     from dass_nb.training import train_cli
+    monkeypatch.delenv('DASS_DEBUG', raising=False)
     with pytest.raises(SystemExit) as e: train_cli(tiny_args(tiny_bench, tmp_path/'bad') + flags)
     err = capsys.readouterr().err
     assert e.value.code == 1 and err.startswith('dass_train: ') and message in err and 'Traceback' not in err, err
