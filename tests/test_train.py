@@ -104,6 +104,7 @@ def test_missing_data_names_the_layout(tmp_path):
     assert r.returncode == 1
     assert 'gta5' in r.stderr and 'images/' in r.stderr and 'data_prep' in r.stderr, r.stderr[-2000:]
     assert 'dass_train: gta5: folder images not found' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.endswith('\n(--debug or DASS_DEBUG=1 shows the traceback)\n'), r.stderr[-2000:]
 
 def test_recipe_then_flags_then_print_config(tiny_bench, tmp_path):
     "defaults < recipe < explicit flags, method options merged option by option; --print_config trains nothing."
