@@ -10,12 +10,13 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 help:
 	@echo "make install | train | test | docs | reports | lab | bench"
 
-# Re-runs only when pyproject.toml changes, so a second `make install` takes a second.
+# Re-runs only when pyproject.toml or constraints.txt changes, so a second `make install` takes a second.
+# constraints.txt holds the exact torch/torchvision tested; pyproject.toml only their range.
 install: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # The built-in synthetic benchmark, written in the real datasets' on-disk layouts.
@@ -23,10 +24,12 @@ data: install
 	$(PY) -m data_prep.make_benchmark --root data
 
 # The main job: train and evaluate one recipe on the built-in benchmark (papermill parameters in nbs/train.ipynb).
+# --log-output prints the notebook's output as it runs: the stages, a progress line every 30 s and the results;
+# TQDM_MININTERVAL: each progress bar redraws at most every 30 s, so its lines do not flood the terminal.
 RECIPE ?= spcl-cpu
 train: data
 	mkdir -p runs
-	$(VENV)/bin/papermill nbs/train.ipynb runs/train-$(RECIPE).ipynb -p recipe $(RECIPE) --cwd nbs
+	TQDM_MININTERVAL=30 $(VENV)/bin/papermill nbs/train.ipynb runs/train-$(RECIPE).ipynb -p recipe $(RECIPE) --cwd nbs --log-output
 
 # Every notebook through nbdev_test, plus the integration tests in tests/.
 test: install

@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from fastcore.script import anno_parser
 
 # %% auto #0
-__all__ = ['IGNORE', 'MODELS', 'DATASETS', 'METHODS', 'RECIPES', 'Registry', 'Config', 'Recipe', 'recipe', 'seed_everything',
-           'rng_state', 'set_rng_state', 'seed_worker', 'get_device', 'atomic_write', 'save_json', 'atomic_save',
-           'CheckpointError', 'UnsafeCheckpoint', 'safe_load', 'project_root', 'get_rank', 'get_world_size',
-           'is_main_process', 'collective_device', 'all_reduce_', 'broadcast_', 'barrier', 'get_logger', 'JSONLLogger',
-           'read_jsonl']
+__all__ = ['IGNORE', 'MODELS', 'DATASETS', 'METHODS', 'RECIPES', 'DEBUG_HINT', 'Registry', 'Config', 'Recipe', 'recipe',
+           'seed_everything', 'rng_state', 'set_rng_state', 'seed_worker', 'get_device', 'atomic_write', 'save_json',
+           'atomic_save', 'CheckpointError', 'UnsafeCheckpoint', 'safe_load', 'project_root', 'get_rank',
+           'get_world_size', 'is_main_process', 'collective_device', 'all_reduce_', 'broadcast_', 'barrier',
+           'get_logger', 'JSONLLogger', 'read_jsonl', 'error_message', 'debugging', 'cli_errors', 'cli',
+           'notebook_errors']
 
 # %% ../nbs/00_core.ipynb #b797037b
 IGNORE = 255  # label value that every loss and metric skips
@@ -318,3 +320,64 @@ class JSONLLogger:
 def read_jsonl(path)->list[dict]:
     "All records of a JSONL file."
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+
+# %% ../nbs/00_core.ipynb #c0e08a3f
+_BAD_INPUT = (ValueError, KeyError, TypeError, OSError, RuntimeError)   # their messages say what is wrong by themselves
+
+def error_message(e:BaseException)->str:
+    "`e` as one message: its text (a `KeyError`'s unquoted), after its type's name unless it is a usual bad-input error."
+    text = str(e.args[0]) if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+    if isinstance(e, _BAD_INPUT) and text: return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+# %% ../nbs/00_core.ipynb #7b59c948
+DEBUG_HINT = '--debug or DASS_DEBUG=1 shows the traceback'
+
+def debugging()->bool:
+    "Whether the environment asks for tracebacks: `DASS_DEBUG` set to anything but 0."
+    return os.environ.get('DASS_DEBUG', '0') not in ('', '0')
+
+@contextlib.contextmanager
+def cli_errors(prog:str, # the command, named in its messages, e.g. 'dass_train'
+               debug:bool=False): # let an error through with its traceback (so does DASS_DEBUG=1)
+    "End command `prog` on an exception with `prog: message` and a hint on stderr and status 1 (130 on Ctrl-C)."
+    try: yield
+    except KeyboardInterrupt:
+        if debug or debugging(): raise
+        raise SystemExit(130) from None
+    except Exception as e:
+        if debug or debugging(): raise
+        print(f"{prog}: {error_message(e)}\n({DEBUG_HINT})", file=sys.stderr)
+        raise SystemExit(1) from None
+
+# %% ../nbs/00_core.ipynb #3edb42cb
+def _script_top(frame)->bool:
+    "Whether `frame` runs the top level of the script Python started with (as `call_parse` checks), not a notebook cell."
+    g = frame.f_globals
+    if frame.f_locals is not g or g.get('__name__') != '__main__' or not g.get('__file__'): return False
+    return Path(g['__file__']).resolve() == Path(frame.f_code.co_filename).resolve()
+
+def cli(prog:str): # the command, as `[project.scripts]` names it
+    "Decorator: the function parses `sys.argv` (plus `--debug`) under `cli_errors(prog)` when a script calls it bare."
+    def _deco(func):
+        @functools.wraps(func)
+        def _f(*args, **kwargs):
+            if args or kwargs or not _script_top(sys._getframe(1)): return func(*args, **kwargs)
+            p = anno_parser(func, prog)
+            p.add_argument('--debug', action='store_true', help="show an error's traceback (also: DASS_DEBUG=1)")
+            a = vars(p.parse_args()); debug = a.pop('debug'); a.pop('pdb'); a.pop('xtra')
+            with cli_errors(prog, debug): func(**a)   # returns None: a console script exits with what its function returns
+        return _f
+    return _deco
+
+# %% ../nbs/00_core.ipynb #b941d2f1
+def notebook_errors(prog:str): # the notebook, named in its messages, e.g. 'train.ipynb'
+    "In IPython (Jupyter, papermill), show an error in its cell as `cli_errors` does: `prog: message` and a hint."
+    from IPython import get_ipython
+    shell = get_ipython()
+    if shell is None: return
+    def _show(shell, etype, value, tb, tb_offset=None):
+        sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb   # for %tb
+        if debugging(): return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        shell._showtraceback(etype, value, [f"{prog}: {error_message(value)}", "(DASS_DEBUG=1, or %tb in Jupyter, shows the traceback)"])
+    shell.set_custom_exc((Exception,), _show)

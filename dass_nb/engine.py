@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.distributed as dist
 from fastcore.basics import patch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .core import (Config, atomic_save, get_logger, get_world_size, is_main_process, JSONLLogger, rng_state,
                           set_rng_state, save_json, broadcast_, barrier, safe_load, CheckpointError, UnsafeCheckpoint)
@@ -25,7 +26,7 @@ from .data import eval_loader, to_device
 __all__ = ['BN_REGIMES', 'PASS_BATCH', 'WRITE_THREADS', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'dist_timeout',
            'init_distributed', 'ddp', 'unwrap', 'set_bn_regime', 'broadcast_buffers_', 'DABatch', 'probs', 'predict',
            'pass_batch', 'same_size_batches', 'predictions', 'evaluate', 'scores', 'WriterPool', 'save_checkpoint',
-           'load_checkpoint', 'LastCheckpoints', 'NonFiniteLoss', 'fit', 'Stage', 'run_stages']
+           'load_checkpoint', 'LastCheckpoints', 'NonFiniteLoss', 'ProgressLines', 'fit', 'Stage', 'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
 def make_optimizer(params, # an iterable of tensors or of param-group dicts (with an optional `lr_mult`)
@@ -377,6 +378,32 @@ def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float)
 
 def _format_losses(losses:dict)->dict: return {k: f'{v:.3f}' for k, v in losses.items()}
 
+# %% ../nbs/31_engine.ipynb #dd37ae58
+def _duration(s:float)->str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+class ProgressLines:
+    "Log a stage's progress as plain lines: iteration, losses, s/it and ETA, at most every `every` seconds and at its end."
+    def __init__(self, desc:str, # the stage's name
+                 start:int, iters:int, # the iteration it starts (or resumes) from, and its last
+                 every:float=30., # seconds between two lines at least
+                 clock=time.monotonic): # seconds now
+        self.desc, self.start, self.iters, self.every, self.clock = desc, start, iters, every, clock
+        self.t0, self.last = clock(), None
+
+    def line(self, n:int, losses:dict)->str|None: # iterations done; float losses
+        "The line for iteration `n`, or None while the last line is under `every` seconds old (except at the end)."
+        now = self.clock()
+        if self.last is not None and now - self.last < self.every and n < self.iters: return None
+        self.last, rate = now, (now - self.t0) / max(n - self.start, 1)
+        return ' '.join([f"{self.desc} {n}/{self.iters}", *(f'{k} {v:.3f}' for k, v in losses.items()),
+                         f"| {rate:.2f} s/it, ETA {_duration(rate * (self.iters - n))}"])
+
+    def __call__(self, n:int, losses:dict):
+        if (l := self.line(n, losses)) is None: return
+        with logging_redirect_tqdm([get_logger()]): get_logger().info(l)
+
 # %% ../nbs/31_engine.ipynb #d25c56d1
 def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `optimizers()`, `state_dict()`, `load_state_dict()`, `device`
         source_batches:Callable[[int], Iterator[dict]], # start iteration -> iterator of source batch dicts
@@ -402,6 +429,7 @@ def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `opt
     src, tgt = source_batches(start), target_batches(start) if target_batches else None
     t0, summary, guard = time.time() - t_prev, {}, _FiniteGuard()
     bar = tqdm(range(start, iters), initial=start, total=iters, desc=desc, disable=not (progress and is_main_process()))
+    lines = ProgressLines(desc, start, iters) if progress else None
     for it in bar:
         losses = _step(method, src, tgt, pseudo, it, poly_max_iter or iters, lr_power)
         guard.add(losses, it)
@@ -411,7 +439,8 @@ def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `opt
             guard.check(ckpts.last)                                   # before anything is logged or saved
             values = _numbers(losses)
             if n % log_every == 0 or n == iters: log.log(iter=n, **values, lr=method.optimizers()[0].param_groups[0]['lr'], seconds=time.time() - t0)
-            bar.set_postfix(_format_losses(values))
+            bar.set_postfix(_format_losses(values), refresh=False)   # shown at the bar's next redraw, at most every `mininterval`
+            if lines: lines(n, values)
         if do_eval: summary, best = _validate(method, evaluator, log, out_dir, n, best, t0)
         if do_save: ckpts.save(method, n, best=best, seconds=time.time() - t0)
     bar.close()

@@ -6,9 +6,8 @@
 from __future__ import annotations
 from pathlib import Path
 import numpy as np
-from fastcore.script import call_parse
 
-from .core import save_json, is_main_process
+from .core import cli, save_json, is_main_process
 from .engine import evaluate, scores, predict, predictions, probs, init_distributed
 from .metrics import iou_table
 from .data import get_dataset, eval_input, eval_transform, class_names, colorize, denormalize, write_png, CS_LABEL_IDS_19
@@ -68,7 +67,7 @@ def save_predictions(model, dataset, out_dir, num_classes:int=19, progress:bool=
     return out_dir
 
 # %% ../nbs/52_evaluation.ipynb #0a0ba3d7
-@call_parse
+@cli('dass_eval')
 def eval_cli(ckpt:str, # checkpoint file (a stage's best.pt or last.pt, or a model state dict)
              dataset:str='cityscapes', # dataset name, or 'folder:/path'
              split:str='val', # split to score

@@ -16,7 +16,7 @@ from fastcore.docments import docments
 
 from .core import (Config, METHODS, MODELS, DATASETS, RECIPES, get_world_size, is_main_process, save_json,
                           seed_everything, get_logger, _hints, _alternatives, barrier, safe_load, CheckpointError, JSONLLogger,
-                          read_jsonl)
+                          read_jsonl, cli_errors)
 from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, fit, evaluate, scores, load_checkpoint,
                             run_stages, set_bn_regime, LastCheckpoints)
 from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names, default_workers,
@@ -621,6 +621,7 @@ def config_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='dass_train', description=TrainConfig.__doc__, argument_default=argparse.SUPPRESS)
     p.add_argument('--recipe', help=f"start from this recipe: {', '.join(sorted(RECIPES))}")
     p.add_argument('--print_config', action='store_true', help='print the resolved configuration as JSON and exit')
+    p.add_argument('--debug', action='store_true', help="show an error's traceback (also: DASS_DEBUG=1)")
     docs, default = docments(TrainConfig), TrainConfig()
     for name in (f.name for f in dataclasses.fields(TrainConfig) if f.name != 'recipe'):   # `recipe`: the flag above
         p.add_argument(f'--{name}', help=f"{docs[name]} (default: {getattr(default, name)!r})", **_flag(_hints(TrainConfig)[name]))
@@ -641,12 +642,11 @@ def _cli_value(name:str, v):
 def train_cli(argv=None)->None:
     "Entry point of `dass_train`: flags (over a recipe) -> `TrainConfig`; train and print the target mIoU, or print the config."
     args = vars(config_parser().parse_args(argv))
-    name, show = args.pop('recipe', None), args.pop('print_config', False)
-    try:
+    name, show, debug = args.pop('recipe', None), args.pop('print_config', False), args.pop('debug', False)
+    with cli_errors('dass_train', debug):
         cfg = validate(resolve_config(name, **{k: _cli_value(k, v) for k, v in args.items()}))
         if show: return print(json.dumps({**cfg.to_dict(), 'method_options': options(cfg).to_dict(), 'protocol': protocol(cfg)}, indent=2))
         m = train(cfg)
-    except (ValueError, KeyError, TypeError) as e: raise SystemExit(f"dass_train: {e.args[0] if e.args else e}")
     if is_main_process() and 'target_miou' in m:
         print(f"{m['method']} {m['source']} -> {m['target']}: mIoU {m['target_miou']:.2f} "
               f"(best {m['best_target_miou']:.2f}) in {m['seconds']:.0f} s; {cfg.out_dir}/metrics.json")

@@ -1,5 +1,5 @@
 "Training end to end: the CLI, papermill parameter injection, exact resume after a kill, DDP with torchrun, bad input."
-import json, os, subprocess, sys
+import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest, torch
 from conftest import ROOT, BIN, tiny_args, kill_at_checkpoint
@@ -72,11 +72,12 @@ def test_papermill_injects_parameters(tiny_bench, tmp_path):
     params = dict(recipe='minent-cpu', iters=3, eval_every=0, backbone='deeplab_r18', weights='none', batch_size=2,
                   target_batch_size=2, crop_h=48, crop_w=96, num_workers=0, data_root=str(tiny_bench),
                   out_dir=str(tmp_path/'pm'), method_options={'lambda_ent': 0.01})
-    env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
+    env = {**{k: v for k, v in os.environ.items() if k != 'IN_TEST'}, 'TQDM_MININTERVAL': '30'}   # as `make train` runs it
     out = tmp_path/'out.ipynb'
     r = subprocess.run([str(BIN/'papermill'), str(ROOT/'nbs'/'train.ipynb'), str(out), '--cwd', str(ROOT/'nbs'),
-                        '-y', json.dumps(params)], capture_output=True, text=True, timeout=900, env=env)
+                        '-y', json.dumps(params), '--log-output'], capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-4000:]
+    assert re.search(r'dass_nb INFO train 3/3 seg [\d.]+ ent [\d.]+ \| [\d.]+ s/it, ETA 0:00:00', r.stderr), r.stderr[-4000:]   # the progress line
     nb = json.loads(out.read_text())
     injected = [c for c in nb['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
     assert len(injected) == 1 and "recipe = \"minent-cpu\"" in ''.join(injected[0]['source'])
@@ -90,16 +91,20 @@ def test_papermill_injects_parameters(tiny_bench, tmp_path):
     (['--source', 'gta6'], "source='gta6': valid datasets are"),
     (['--method_options', '{"lamda": 1}', '--method', 'advent'], "unknown option(s) ['lamda']"),
 ])
-def test_bad_parameters_are_named(tiny_bench, tmp_path, flags, message):
+def test_bad_parameters_are_named(tiny_bench, tmp_path, flags, message, capsys, monkeypatch):
     from dass_nb.training import train_cli
+    monkeypatch.delenv('DASS_DEBUG', raising=False)
     with pytest.raises(SystemExit) as e: train_cli(tiny_args(tiny_bench, tmp_path/'bad') + flags)
-    assert message in str(e.value)
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith('dass_train: ') and message in err and 'Traceback' not in err, err
     assert not (tmp_path/'bad').exists(), "nothing is written before the parameters are valid"
 
 def test_missing_data_names_the_layout(tmp_path):
     r = dass_train(tiny_args(tmp_path/'nowhere', tmp_path/'bad'))
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert 'gta5' in r.stderr and 'images/' in r.stderr and 'data_prep' in r.stderr, r.stderr[-2000:]
+    assert 'dass_train: gta5: folder images not found' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.endswith('\n(--debug or DASS_DEBUG=1 shows the traceback)\n'), r.stderr[-2000:]
 
 def test_recipe_then_flags_then_print_config(tiny_bench, tmp_path):
     "defaults < recipe < explicit flags, method options merged option by option; --print_config trains nothing."

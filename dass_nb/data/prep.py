@@ -9,10 +9,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from fastcore.script import call_parse
 from tqdm.auto import tqdm
 
-from ..core import DATASETS, atomic_write, save_json
+from ..core import DATASETS, atomic_write, cli, save_json
 from .datasets import _png_size, dataset_root, get_dataset, resolve_data_root, synthia, train_split
 from .png import read_label, write_png
 from .scan import scan_dataset
@@ -154,7 +153,7 @@ def data_splits(dataset:str|None=None, # a registered name or 'folder:/path'; No
     return out
 
 # %% ../../nbs/16_data.prep.ipynb #83900ccd
-@call_parse
+@cli('dass_split_lists')
 def split_lists(dataset:str, # gta5, synthia, synscapes, cityscapes, bdd100k, mapillary, idd or folder
                 root:str, # the dataset's folder
                 val:int=0, # GTA5/SYNTHIA/Synscapes: hold out this many images as val.txt
@@ -163,7 +162,7 @@ def split_lists(dataset:str, # gta5, synthia, synscapes, cityscapes, bdd100k, ma
     print(json.dumps(write_split_lists(dataset, root, val, seed)))
 
 # %% ../../nbs/16_data.prep.ipynb #6ba7c420
-@call_parse
+@cli('dass_gta5_filter')
 def gta5_filter(root:str): # the GTA5 folder (images/, labels/)
     "Write GTA5's all.txt without image/label pairs of different sizes, and size_mismatches.txt."
     good = gta5_good_stems(root); _write_list(Path(root)/'all.txt', good)
@@ -171,7 +170,7 @@ def gta5_filter(root:str): # the GTA5 folder (images/, labels/)
     print(f"{len(good)} good pairs in all.txt; {len(bad)} mismatched pairs in size_mismatches.txt")
 
 # %% ../../nbs/16_data.prep.ipynb #93d3e6e3
-@call_parse
+@cli('dass_label_stats')
 def label_stats(dataset:str, # dataset name (see split_lists)
                 root:str, # the dataset's folder
                 split:str='all', # split to count
@@ -185,7 +184,7 @@ def label_stats(dataset:str, # dataset name (see split_lists)
     print(f"{len(st['names'])} images -> {out}")
 
 # %% ../../nbs/16_data.prep.ipynb #dcd5dce2
-@call_parse
+@cli('dass_synthia_check')
 def synthia_check(root:str, # the SYNTHIA RAND-CITYSCAPES folder
                   split:str='all', # split to check
                   parse:bool=False, # also write parsed_LABELS/ (single-channel 16-bit class IDs)
@@ -197,7 +196,7 @@ def synthia_check(root:str, # the SYNTHIA RAND-CITYSCAPES folder
     if rep['problems'] or rep['unknown_ids']: raise SystemExit(1)
 
 # %% ../../nbs/16_data.prep.ipynb #cdca6135
-@call_parse
+@cli('dass_check_data')
 def check_data(dataset:str=None, # a registered name or 'folder:/path'; None: every dataset under --data_root
                root:str=None, # the dataset's folder (default: DATA_ROOT/NAME)
                split:str=None, # the split to scan (default: the training split and val)

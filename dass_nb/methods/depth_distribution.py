@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastcore.script import call_parse
 
 import dass_nb
-from ..core import METHODS, is_main_process, atomic_save, get_world_size, recipe, barrier, all_reduce_
+from ..core import METHODS, cli, is_main_process, atomic_save, get_world_size, recipe, barrier, all_reduce_
 from ..kernels import ClassGMMs, source_density_target, target_density_target, spatial_prior_refine
 from ..engine import Optim, Stage, predictions, load_checkpoint
 from ..losses import SegCELoss, upsample, entropy_map, berhu_loss
@@ -121,7 +120,7 @@ def fit_gmm(samples:list, # per class `[n, 3]` samples (see `grid_samples`)
     return ClassGMMs(*(torch.tensor(np.stack(a), dtype=torch.float32) for a in zip(*fits)))
 
 # %% ../../nbs/47_methods.depth_distribution.ipynb #cb7a39d3
-@call_parse
+@cli('fit_gmm')
 def fit_gmm_cli(root:str, # dataset folder (SYNTHIA layout with Depth/)
                 out:str='gmm.json', # the parameter file to write
                 dataset:str='synthia', # its reader

@@ -8,8 +8,8 @@ import datetime
 from pathlib import Path
 import nbformat, papermill as pm
 from nbdev.clean import nbdev_clean
-from fastcore.script import call_parse
 
+from ..core import cli
 from ..runs import project_path
 
 # %% auto #0
@@ -64,7 +64,7 @@ def write_report(notebook, # the analysis notebook to execute
     return dest
 
 # %% ../../nbs/97_tools.reports.ipynb #53493f29
-@call_parse
+@cli('dass_reports')
 def make_reports(runs_dir:str='runs', # folder of finished runs (relative to the project folder, or absolute)
                  dest:str='nbs/reports', # folder for the report notebooks
                  nbs:str='nbs', # folder of the analysis notebooks

@@ -11,7 +11,6 @@ from pathlib import Path
 import nbformat, yaml
 from bs4 import BeautifulSoup
 from execnb.shell import CaptureShell
-from fastcore.script import call_parse
 from fastcore.xtras import working_directory
 from jinja2 import Template
 from nbconvert import HTMLExporter
@@ -24,6 +23,8 @@ from nbdev.frontmatter import FrontmatterProc
 from fastcore.basics import str2bool
 from pygments.formatters import HtmlFormatter
 from tqdm.auto import tqdm
+
+from ..core import cli
 
 # %% auto #0
 __all__ = ['page_href', 'sidebar_contents', 'sidebar_files', 'check_sidebar', 'nav_tree', 'run_cells', 'skips_exec', 'ExecFilter',
@@ -372,7 +373,7 @@ def make_site(dest:str|Path='_site', # folder the site is written to
     return pages + (card_pages(dest, site, titles, doc_url) if dest/'recipes.html' in pages else [])   # the cards link to it
 
 # %% ../../nbs/96_tools.site.ipynb #f58f09ce
-@call_parse
+@cli('dass_site')
 def build_site(dest:str='_site', # folder the site is written to
                nbs:str=None, # notebooks folder; default: `nbs_path` from settings.ini
                n_workers:int=2, # processes for notebook processing
@@ -380,6 +381,5 @@ def build_site(dest:str='_site', # folder the site is written to
                force:bool=False, # reprocess every notebook, ignoring the cache
                quiet:bool=False): # no progress bars
     "Build the docs site offline from the notebooks; open `DEST/index.html` in a browser."
-    try: pages = make_site(dest, nbs, n_workers, execute, force, quiet)
-    except RuntimeError as e: sys.exit(f"dass_site: {e}")  # the failing notebooks, without a traceback
+    pages = make_site(dest, nbs, n_workers, execute, force, quiet)
     if not quiet: print(f"{len(pages)} pages in {dest}; open {Path(dest)/'index.html'}")

@@ -10,11 +10,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from fastcore.script import call_parse
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ...core import IGNORE, atomic_write, get_logger, save_json
+from ...core import IGNORE, atomic_write, cli, get_logger, save_json
 from ..labels import CLASSES_19, COLORS_19, CS_LABEL_IDS_19, MAPILLARY_V12, train_id_table
 from ..png import write_png
 from .styles import DOMAINS
@@ -204,7 +203,7 @@ def _domains(domains)->list: return list(DOMAINS) if domains in ('all', None) el
 def _sizes(domain:str, scale:float): st = DOMAINS[domain]; return max(1, round(st.n_train*scale)), round(st.n_val*scale)
 
 # %% ../../../nbs/14e_data.synthetic.layouts.ipynb #34cc47f2
-@call_parse
+@cli('dass_make_benchmark')
 def make_benchmark(root:str='data', # the benchmark goes to ROOT/synthetic/<domain>/
                    seed:int=0, # benchmark seed: the same seed gives the same bytes
                    domains:str='all', # comma-separated domain names, or 'all'
