@@ -13,6 +13,7 @@ gpus=${GPUS_PER_NODE:-$(nvidia-smi -L 2>/dev/null | wc -l)}
 head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 port=${MASTER_PORT:-29500}
 cd "${SLURM_SUBMIT_DIR:-.}"
+export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}   # a log file, not a terminal: one progress line per 30 s, not one per redraw
 srun --kill-on-bad-exit=1 .venv/bin/torchrun --nnodes "$SLURM_JOB_NUM_NODES" --nproc_per_node "$gpus" \
     --rdzv_backend c10d --rdzv_endpoint "$head:$port" --rdzv_id "$SLURM_JOB_ID" \
     .venv/bin/dass_train --recipe "$recipe" --out_dir "runs/$recipe-$SLURM_JOB_ID" "$@"

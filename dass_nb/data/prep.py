@@ -59,6 +59,7 @@ def write_split_lists(dataset:str, root, val:int=0, seed:int=0)->dict[str, int]:
 def gta5_good_stems(root, stems:list[str]|None=None)->list[str]:
     "The GTA5 stems at `root` whose image and label sizes agree; the others go to `size_mismatches.txt`."
     root = Path(root)
+    if not (root/'images').is_dir(): raise FileNotFoundError(f"{root/'images'} does not exist: expected GTA5's layout, images/*.png and labels/*.png")
     if stems is None: stems = sorted(p.stem for p in (root/'images').glob('*.png'))
     bad = []
     for s in tqdm(stems, desc='gta5 sizes', leave=False):
