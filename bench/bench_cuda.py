@@ -34,7 +34,7 @@ RECIPES_DEFAULT = ('source_only-gta5-cityscapes', 'adaptsegnet-gta5-cityscapes',
                    'spcl-gta5-cityscapes', 'depth-synthia-cityscapes-16', 'spc-gta5+synthia', 'mlfa-gta5-cityscapes')
 # images of the real datasets' splits, for the estimates (METHODS §1.9, §2, §3; the datasets' own counts)
 SPLIT_SIZES = {'gta5': 24966, 'synthia': 9400, 'cityscapes': 2975, 'cityscapes/val': 500, 'mapillary/val': 2000, 'bdd100k/val': 1000}
-SMOKE = dict(backbone='deeplab_r18', size=(64, 128))
+SMOKE = dict(backbone='deeplab_r18', size=(128, 256))   # MLFA's discriminator needs a 32-pixel feature grid
 
 def stage_method(cfg, stage:str):
     "The method class and options a recipe's training stage trains with (SPCL's and the self-training stages differ)."
