@@ -368,9 +368,11 @@ def _numbers(losses:dict)->dict:
 def _stacked(losses:dict)->torch.Tensor: return torch.stack([torch.as_tensor(v).detach().double().reshape(()) for v in losses.values()])   # double: every dtype exactly
 
 # %% ../nbs/31_engine.ipynb #b41093ef
-def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float)->tuple:
-    "Score the method's network, log it, and keep `best.pt` when it improves; `(summary, best)`."
-    summary = miou_summary(evaluator(broadcast_buffers_(method.model)).mat)
+def _validate(method, evaluator, log, out_dir:Path, n:int, best:float, t0:float, tracker=None)->tuple:
+    "Score the method's network, log it (and tell `tracker`), and keep `best.pt` when it improves; `(summary, best)`."
+    cm = evaluator(broadcast_buffers_(method.model)).mat
+    summary = miou_summary(cm)
+    if tracker is not None: tracker.evaluation(n, cm, method.model)
     improved, best = summary['mIoU'] > best, max(best, summary['mIoU'])
     log.log(iter=n, **{f'val_{k}': v for k, v in summary.items()}, best_mIoU=best)
     if improved: save_checkpoint(out_dir/'best.pt', method, n, best=best, seconds=time.time() - t0)
@@ -411,6 +413,7 @@ def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `opt
         iters:int, # total iterations of this stage
         out_dir, # checkpoints and metrics.jsonl go here
         evaluator:Callable|None=None, # model -> ConfusionMatrix on the target val split
+        tracker=None, # also told the logged losses, `tracker.log(it, values)`, and each evaluation, `tracker.evaluation(it, cm, model)` (e.g. `TensorBoard`)
         eval_every:int=0, # evaluate (and checkpoint) every this many iterations; 0: only at the end
         ckpt_every:int=0, # write last.pt every this many iterations; 0: only with evaluations
         resume:bool=True, # continue from out_dir/last.pt if it exists (from the one before if it cannot be read)
@@ -438,10 +441,13 @@ def fit(method, # has `step(DABatch)` (or `train_step`) `->dict` of losses, `opt
         if n % log_every == 0 or do_save:
             guard.check(ckpts.last)                                   # before anything is logged or saved
             values = _numbers(losses)
-            if n % log_every == 0 or n == iters: log.log(iter=n, **values, lr=method.optimizers()[0].param_groups[0]['lr'], seconds=time.time() - t0)
+            if n % log_every == 0 or n == iters:
+                row = dict(values, lr=method.optimizers()[0].param_groups[0]['lr'])
+                log.log(iter=n, **row, seconds=time.time() - t0)
+                if tracker is not None: tracker.log(n, row)
             bar.set_postfix(_format_losses(values), refresh=False)   # shown at the bar's next redraw, at most every `mininterval`
             if lines: lines(n, values)
-        if do_eval: summary, best = _validate(method, evaluator, log, out_dir, n, best, t0)
+        if do_eval: summary, best = _validate(method, evaluator, log, out_dir, n, best, t0, tracker)
         if do_save: ckpts.save(method, n, best=best, seconds=time.time() - t0)
     bar.close()
     return {'iters': iters, 'seconds': time.time() - t0, 'best_mIoU': best, **summary}

@@ -10,7 +10,7 @@ import numpy as np
 from .core import cli, save_json, is_main_process
 from .engine import evaluate, scores, predict, predictions, probs, init_distributed
 from .metrics import iou_table
-from .data import get_dataset, eval_input, eval_transform, class_names, colorize, denormalize, write_png, CS_LABEL_IDS_19
+from .data import get_dataset, eval_input, eval_transform, colorize, denormalize, write_png, CS_LABEL_IDS_19
 from .runs import load_model, run_config
 from .training import RunData
 from .models import input_norm
@@ -23,15 +23,16 @@ def evaluate_checkpoint(ckpt, # a checkpoint, or a run folder (its final network
                         dataset:str, split:str='val', num_classes:int|None=None, backbone:str|None=None,
                         eval_size:tuple|None=None, data_root=None, device='auto', num_workers:int=2,
                         save_dir=None, progress:bool=True)->dict:
-    "mIoU figures, per-class IoU (percent) and confusion matrix of `ckpt` on `dataset`/`split`."
+    "mIoU figures, per-class IoU (percent, under the dataset's class names) and confusion matrix of `ckpt` on `dataset`/`split`."
     model = load_model(ckpt, backbone, num_classes, init_distributed(device))
     cfg = run_config(ckpt)
-    K = num_classes or cfg.num_classes
+    K = num_classes or (cfg.num_classes if cfg is not None else None)
     spec = list(eval_size) if eval_size else RunData(cfg, None).eval_spec(dataset) if cfg is not None else 'full'   # the run's protocol
     tfm = eval_input(spec, input_norm(backbone or cfg.backbone))
     ds = get_dataset(dataset, split, num_classes=K, transform=tfm, data_dir=data_root)
+    K = ds.num_classes   # a folder's classes.txt, or the protocol
     res = {'checkpoint': str(ckpt), 'dataset': dataset, 'split': split, 'num_classes': K,
-           **scores(evaluate(model, ds, K, num_workers=num_workers, progress=progress).mat, class_names(K))}
+           **scores(evaluate(model, ds, K, num_workers=num_workers, progress=progress).mat, ds.classes)}
     if save_dir is not None: save_predictions(model, ds, save_dir, K, progress=progress)
     return res
 

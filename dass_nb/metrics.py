@@ -60,7 +60,7 @@ def pixel_accuracy(cm:torch.Tensor)->float:
     return (cm.diag().sum() / cm.sum().clamp(min=1)).item()
 
 # %% ../nbs/02_metrics.ipynb #3bd14618
-from .data.labels import TAIL_CLASSES_19, EVAL_13_OF_16, TRAIN16_TO_19
+from .data.labels import TAIL_CLASSES_19, EVAL_13_OF_16, TRAIN16_TO_19, CLASSES_16, tail_classes
 MIOU13_OF_19 = tuple(TRAIN16_TO_19[i] for i in EVAL_13_OF_16) # the 13 SYNTHIA classes among the 19
 
 def miou_summary(cm:torch.Tensor)->dict:
@@ -95,14 +95,14 @@ def _iou_vector(x)->torch.Tensor:
 def iou_table(results:dict, # row name -> confusion matrix `[K, K]` or per-class IoU `[K]` (fractions)
               class_names:list, # K class names, the columns
               decimals:int=1)->pd.DataFrame:
-    "Per-class IoU table in percent: one row per entry of `results`, classes as columns, then mIoU."
+    "Per-class IoU table in percent: one row per entry of `results`, classes as columns, then mIoU (and the papers' subsets of their protocols)."
     rows = {}
     for name, x in results.items():
         iou = _iou_vector(x)
         row = dict(zip(class_names, (100 * iou).tolist()))
         row['mIoU'] = 100 * iou[~iou.isnan()].mean().item()
-        if len(class_names) == 19: row['mIoU_tail'] = 100 * iou[list(TAIL_CLASSES_19)].nanmean().item()
-        if len(class_names) == 16: row['mIoU13'] = 100 * iou[list(EVAL_13_OF_16)].nanmean().item()
+        if tail_classes(class_names): row['mIoU_tail'] = 100 * iou[list(tail_classes(class_names))].nanmean().item()
+        if tuple(class_names) == CLASSES_16: row['mIoU13'] = 100 * iou[list(EVAL_13_OF_16)].nanmean().item()
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient='index').round(decimals)
 

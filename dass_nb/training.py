@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_training.ipynb #7c945fa8
 from __future__ import annotations
-import argparse, dataclasses, json, math, os, time
+import argparse, contextlib, dataclasses, json, math, os, time
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -20,16 +20,17 @@ from .core import (Config, METHODS, MODELS, DATASETS, RECIPES, get_world_size, i
 from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, fit, evaluate, scores, load_checkpoint,
                             run_stages, set_bn_regime, LastCheckpoints)
 from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names, default_workers,
-                          resolve_data_root, train_split, make_sampler, check_datasets)
+                          resolve_data_root, train_split, make_sampler, check_datasets, read_classes, dataset_root)
 from .methods import Feed
 from .methods.self_training import pseudo_label_dataset
 from .models import input_norm  # importing the models registers the model zoo
+from .tracking import TensorBoard
 
 # %% auto #0
 __all__ = ['STAGE_FIELDS', 'FREE_FIELDS', 'Input', 'TrainConfig', 'stage_config', 'resolve_config', 'options', 'validate',
-           'network', 'RunData', 'Checkpoint', 'StageKit', 'process_batch', 'world_message', 'config_changes',
-           'ConfigChanged', 'record_config', 'Run', 'check_stages', 'train', 'protocol', 'notebook_config',
-           'config_parser', 'train_cli']
+           'run_classes', 'resolve_classes', 'network', 'RunData', 'Checkpoint', 'StageKit', 'process_batch',
+           'world_message', 'config_changes', 'ConfigChanged', 'record_config', 'Run', 'check_stages', 'train',
+           'protocol', 'notebook_config', 'config_parser', 'train_cli']
 
 # %% ../nbs/50_training.ipynb #5b1e0a01
 @dataclasses.dataclass
@@ -65,7 +66,7 @@ class TrainConfig(Config):
     backbone:str='deeplab_effl0' # registered model (see `MODELS`)
     model_options:dict=dataclasses.field(default_factory=dict) # keyword arguments of the model's entrypoint, e.g. {'aspp_rates': [6, 12]}
     weights:str|None='imagenet' # backbone initialisation: 'imagenet', None, or a path to a state dict
-    num_classes:int=19 # class protocol: 19, 16 (SYNTHIA) or 7
+    num_classes:int|None=None # classes: None from the datasets (a `folder:` dataset's classes.txt, else 19); 19, 16 (SYNTHIA) or 7
     iters:int=600 # training iterations of the main stage
     poly_max_iter:int|None=None # horizon of the poly schedule (the originals' max_iter); None: the stage's end
     batch_size:int=4 # source images per step per process (per domain when multi-source)
@@ -87,6 +88,7 @@ class TrainConfig(Config):
     init_from:str='last' # a stage starts from the previous stage's 'last' checkpoint or its 'best' on the target's val split
     eval_every:int=300 # evaluate on the target val split (and checkpoint) every this many iterations
     log_every:int=10 # write the losses to each stage's metrics.jsonl every this many iterations
+    tensorboard:bool=False # also write TensorBoard events to <out_dir>/<stage>/tb: losses, learning rate, val IoU per class, prediction panels
     world_size:int=1 # processes (GPUs) the recipe's per-process batches assume
     keep_batch:str='per_gpu' # on another world size keep the 'per_gpu' batch, or the 'total' one (per-GPU batch = total / world size)
     seed:int=0 # fixes data order, augmentation and initialisation
@@ -134,6 +136,9 @@ def options(cfg:TrainConfig):
     return METHODS.get(cfg.method).Options.from_dict(cfg.method_options)
 
 def _valid_dataset(spec:str)->bool: return spec.partition(':')[0] in DATASETS
+
+def _specs(cfg:TrainConfig)->list[str]: return [*cfg.source.split('+'), cfg.target, *[s for s in cfg.eval_targets.split(',') if s]]
+def _is_folder(spec:str)->bool: return spec.partition(':')[0] == 'folder'
 
 # %% ../nbs/50_training.ipynb #5b1e0a06
 def _pair(v, lo)->bool: return v is None or (len(v) == 2 and all(isinstance(x, (int, float)) and x >= lo for x in v))
@@ -185,7 +190,8 @@ def validate(cfg:TrainConfig)->TrainConfig:
     for p, specs in (('source', cfg.source.split('+')), ('target', [cfg.target]),
                      ('eval_targets', [s for s in cfg.eval_targets.split(',') if s])):
         for s in specs: need(_valid_dataset(s), f"{p}={s!r}: valid datasets are {sorted(DATASETS)} or 'folder:/path'")
-    need(cfg.num_classes in (19, 16, 7), f"num_classes={cfg.num_classes}: valid values are 19, 16 and 7")
+    need(cfg.num_classes in (None, 19, 16, 7) or (any(map(_is_folder, _specs(cfg))) and cfg.num_classes >= 2),
+         f"num_classes={cfg.num_classes}: valid values are 19, 16 and 7, or None (from the datasets; a `folder:` dataset's classes.txt may list any number)")
     need(cfg.log_every >= 1 and cfg.world_size >= 1, f"log_every={cfg.log_every}, world_size={cfg.world_size}: must be positive integers")
     need(len(cfg.crop) == 2 and min(cfg.crop) >= 16, f"crop={cfg.crop}: expected (height, width), each >= 16")
     need(cfg.bn_momentum is None or 0 < cfg.bn_momentum <= 1, f"bn_momentum={cfg.bn_momentum}: expected None or a value in (0, 1]")
@@ -202,6 +208,26 @@ def validate(cfg:TrainConfig)->TrainConfig:
         except TypeError as e: errs.append(f"method_options: {e}")
     if errs: raise ValueError("invalid training parameters:\n  " + "\n  ".join(errs))
     return cfg
+
+# %% ../nbs/50_training.ipynb #28b25f45
+def run_classes(cfg:TrainConfig, data_dir=None)->tuple[str, ...]: # data_dir: the datasets' folder (default: `cfg.data_root`'s)
+    "The class names of run `cfg`: its `folder:` datasets' `classes.txt` (which must agree), else the `num_classes` protocol (19 when None)."
+    data_dir = data_dir or resolve_data_root(cfg.data_root)[0]
+    lists = {s: read_classes(dataset_root(s, data_dir)) for s in dict.fromkeys(_specs(cfg)) if _is_folder(s)}
+    if not lists: return class_names(19 if cfg.num_classes is None else cfg.num_classes)
+    (first, names), *others = lists.items()
+    for s, n in others:
+        if n != names: raise ValueError(f"{s}/classes.txt lists {list(n)} but {first}/classes.txt lists {list(names)}: a run's datasets share one list of classes")
+    if cfg.num_classes not in (None, len(names)):
+        raise ValueError(f"num_classes={cfg.num_classes}: {first}/classes.txt lists {len(names)} classes; give {len(names)} or None (from classes.txt)")
+    builtin = [s for s in _specs(cfg) if not _is_folder(s)]
+    if builtin and len(names) not in (19, 16, 7):
+        raise ValueError(f"{builtin[0]} reads 19, 16 or 7 classes but {first}/classes.txt lists {len(names)}: pair a folder with folders of the same classes.txt")
+    return names
+
+def resolve_classes(cfg:TrainConfig, data_dir=None)->TrainConfig:
+    "`cfg` with `num_classes` set from its datasets (`run_classes`)."
+    return cfg.update(num_classes=len(run_classes(cfg, data_dir)))
 
 # %% ../nbs/50_training.ipynb #972a9e25
 def _create(cfg:TrainConfig, pretrained:bool=True):
@@ -221,6 +247,7 @@ def network(cfg:TrainConfig, init=None, # a stage's checkpoint whose network wei
             setup:Callable|None=None, # called on the new network before loading
             device='cpu')->nn.Module:
     "A new network of run `cfg` (its method's), optionally initialised from checkpoint `init`, BatchNorm in regime `cfg.bn`."
+    if cfg.num_classes is None: cfg = resolve_classes(cfg)
     m = METHODS.get(cfg.method).network(_create(cfg, init is None), options(cfg), cfg.num_classes, len(cfg.source.split('+')))
     if setup is not None: setup(m)
     if cfg.bn_momentum is not None:
@@ -355,7 +382,7 @@ def world_message(cfg:TrainConfig, world:int)->str|None:
 
 # %% ../nbs/50_training.ipynb #2720db65
 FREE_FIELDS = ('resume', 'stage', 'allow_changes', 'out_dir', 'device', 'num_workers', 'channels_last', 'compile', 'log_every',
-               'keep_checkpoints', 'scan_data')   # fields an invocation of a run may change: they do not change what it computes
+               'keep_checkpoints', 'scan_data', 'tensorboard')   # fields an invocation of a run may change: they do not change what it computes
 
 _UNSET = '(not set)'
 
@@ -425,7 +452,7 @@ def _ensure_builtin(data_dir:Path):
 class Run:
     "One training run from a `TrainConfig`: its folder, device, data, method and the `StageKit` of its stages."
     def __init__(self, cfg:TrainConfig):
-        self.cfg = self.scfg = validate(cfg)
+        self.cfg = self.scfg = cfg = resolve_classes(validate(cfg))
         self.device = init_distributed(cfg.device)
         seed_everything(cfg.seed, cfg.deterministic)
         self.out_dir = Path(cfg.out_dir); self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -469,8 +496,18 @@ def train_stage(self:Run, method, stage_dir, iters:int|None=None, pseudo=None, s
         raise ValueError(f"stage {self.stage_name!r}: poly_max_iter={c.poly_max_iter} ends before its {iters} iterations")
     src, tgt = self._batches(feed, pseudo, source)
     ev = self.evaluator() if feed is not Feed.SOURCE_TRAIN or c.eval_every else None
-    return fit(method, src, tgt, iters, stage_dir, evaluator=ev, eval_every=c.eval_every, resume=c.resume, pseudo=feed is Feed.SOURCE_PSEUDO,
-               poly_max_iter=c.poly_max_iter, log_every=c.log_every, desc=Path(stage_dir).name, keep=c.keep_checkpoints)
+    with self.tracker(stage_dir) as tb:
+        return fit(method, src, tgt, iters, stage_dir, evaluator=ev, tracker=tb, eval_every=c.eval_every, resume=c.resume,
+                   pseudo=feed is Feed.SOURCE_PSEUDO, poly_max_iter=c.poly_max_iter, log_every=c.log_every, desc=Path(stage_dir).name,
+                   keep=c.keep_checkpoints)
+
+@patch
+def tracker(self:Run, stage_dir, n_images:int=3):
+    "The stage's `TensorBoard` in `stage_dir/tb` (rank 0, with `cfg.tensorboard`), with `n_images` fixed target val samples; else a null context."
+    if not (self.cfg.tensorboard and is_main_process()): return contextlib.nullcontext()
+    val = self.data.val()
+    idx = sorted({round(i) for i in torch.linspace(0, len(val) - 1, min(n_images, len(val))).tolist()})
+    return TensorBoard(Path(stage_dir)/'tb', val.classes, [val[i] for i in idx], self.amp)
 
 @patch
 def _batches(self:Run, feed:Feed, pseudo, source)->tuple:
@@ -540,12 +577,13 @@ def _change_log(out_dir:Path)->dict:
 
 def train(cfg:TrainConfig)->dict:
     "Run every stage of `cfg.method`, evaluate the final network and write `out_dir/metrics.json`."
-    t0, run = time.time(), Run(cfg)
+    t0, cfg = time.time(), resolve_classes(validate(cfg))
+    run = Run(cfg)
     stages = run.stages()
     results = run_stages(stages, run.out_dir, only=cfg.stage)
     if cfg.stage is not None and cfg.stage != stages[-1].name: return {'stages': results}
     final = run.out_dir/stages[-1].name/'last.pt'
-    model, names = network(stage_config(cfg, stages[-1].name), init=final, device=run.device), class_names(cfg.num_classes)
+    model, names = network(stage_config(cfg, stages[-1].name), init=final, device=run.device), run_classes(cfg)
     specs = [cfg.target] + [s for s in cfg.eval_targets.split(',') if s and s != cfg.target]
     evals = {s: scores(run.evaluator(s)(model).mat, names) for s in specs}
     best = max(results[stages[-1].name].get('best_mIoU', -1), evals[cfg.target]['mIoU'])
@@ -586,7 +624,8 @@ def _dry_kit(cfg:TrainConfig)->StageKit:
 # %% ../nbs/50_training.ipynb #5b1e0a11
 def protocol(cfg:TrainConfig)->dict:
     "The training and evaluation protocol of `cfg`: every training stage in order, and each evaluated dataset's input."
-    stages = check_stages(validate(cfg), METHODS.get(cfg.method).stages(options(cfg), _dry_kit(cfg)))
+    cfg = resolve_classes(validate(cfg))
+    stages = check_stages(cfg, METHODS.get(cfg.method).stages(options(cfg), _dry_kit(cfg)))
     data = RunData(cfg, None)
     evals = [cfg.target] + [s for s in cfg.eval_targets.split(',') if s and s != cfg.target]
     return {'world_size': cfg.world_size, 'keep_batch': cfg.keep_batch, 'init_from': cfg.init_from,
@@ -644,7 +683,7 @@ def train_cli(argv=None)->None:
     args = vars(config_parser().parse_args(argv))
     name, show, debug = args.pop('recipe', None), args.pop('print_config', False), args.pop('debug', False)
     with cli_errors('dass_train', debug):
-        cfg = validate(resolve_config(name, **{k: _cli_value(k, v) for k, v in args.items()}))
+        cfg = resolve_classes(validate(resolve_config(name, **{k: _cli_value(k, v) for k, v in args.items()})))
         if show: return print(json.dumps({**cfg.to_dict(), 'method_options': options(cfg).to_dict(), 'protocol': protocol(cfg)}, indent=2))
         m = train(cfg)
     if is_main_process() and 'target_miou' in m:

@@ -39,11 +39,12 @@ def plot_embedding(xy:np.ndarray, # `[P, 2]` points
 
 # %% ../../nbs/92_analysis.plots.ipynb #1539bef4
 def class_legend(fig, classes, # class indices to list
-                 num_classes:int=19, domain_names=()): # names of the marker shapes, in domain order
+                 num_classes:int=19, domain_names=(), # names of the marker shapes, in domain order
+                 names=None): # the K class names (a folder dataset's); None: the `num_classes` protocol's
     "One legend for a figure: a coloured patch per class and a marker per domain."
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    names, colors = class_names(num_classes), np.array(class_colors(num_classes)) / 255
+    names, colors = names or class_names(num_classes), np.array(class_colors(num_classes)) / 255
     handles = [Patch(color=colors[k], label=names[k]) for k in classes]
     handles += [Line2D([], [], color='k', marker=MARKERS[i], ls='', label=n) for i, n in enumerate(domain_names)]
     return fig.legend(handles=handles, loc='center left', bbox_to_anchor=(1, 0.5), fontsize=7, frameon=False)

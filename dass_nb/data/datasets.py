@@ -236,10 +236,15 @@ def mapillary(root, split:str='val', num_classes:int=19, transform=None, domain:
 
 # %% ../../nbs/12_data.datasets.ipynb #c7a65dac
 def read_classes(root)->tuple[str, ...]:
-    "Class names from `root/classes.txt`, one per line."
+    "Class names from `root/classes.txt`, one per line: at least 2, at most 255 (255 is ignore), no name twice."
     f = Path(root)/'classes.txt'
     if not f.exists(): raise _missing('folder', root, 'classes.txt')
-    return tuple(l.strip() for l in f.read_text().splitlines() if l.strip())
+    names = tuple(l.strip() for l in f.read_text().splitlines() if l.strip())
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice: raise ValueError(f"{f}: classes {twice} are listed more than once; each line names one class, train ID = line number")
+    if not 2 <= len(names) <= 255:
+        raise ValueError(f"{f} lists {len(names)} classes: expected 2 to 255 (train IDs 0-254; 255 is ignore), e.g. 'background' and yours")
+    return names
 
 # %% ../../nbs/12_data.datasets.ipynb #ccf5daf5
 @DATASETS.register('folder')

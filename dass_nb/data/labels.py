@@ -15,8 +15,8 @@ from ..core import IGNORE
 # %% auto #0
 __all__ = ['CLASSES_19', 'COLORS_19', 'CS_LABEL_IDS_19', 'TAIL_CLASSES_19', 'TRAIN16_TO_19', 'CLASSES_16', 'COLORS_16',
            'EVAL_13_OF_16', 'CLASSES_13', 'COLORS_13', 'CLASSES_7', 'COLORS_7', 'SYNTHIA_RAW_NAMES', 'MAPILLARY_V12',
-           'MAPILLARY_V12_NAMES', 'class_names', 'class_colors', 'mapillary_names', 'train_id_table', 'label_lut',
-           'map_labels', 'colorize']
+           'MAPILLARY_V12_NAMES', 'class_names', 'class_colors', 'tail_classes', 'mapillary_names', 'train_id_table',
+           'label_lut', 'map_labels', 'colorize']
 
 # %% ../../nbs/10_data.labels.ipynb #a2850122
 CLASSES_19 = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
@@ -59,9 +59,19 @@ def class_names(num_classes:int=19)->tuple[str, ...]: # 19, 16, 13 or 7
     return _protocol(num_classes)[0]
 
 # %% ../../nbs/10_data.labels.ipynb #8c537eda
-def class_colors(num_classes:int=19)->tuple[tuple[int, int, int], ...]: # 19, 16, 13 or 7
-    "The RGB colour of each class of the `num_classes` protocol, in train-ID order."
-    return _protocol(num_classes)[1]
+def _generated_colors(n:int)->tuple[tuple[int, int, int], ...]:
+    "PASCAL VOC's palette from its second entry: the bits of `i + 1` spread over R, G and B, distinct and never black for `n` <= 255."
+    def rgb(i): return tuple(sum(((i >> (3 * b + ch)) & 1) << (7 - b) for b in range(8)) for ch in range(3))
+    return tuple(rgb(i + 1) for i in range(n))
+
+def class_colors(num_classes:int=19)->tuple[tuple[int, int, int], ...]: # 19, 16, 13 or 7; another number: generated colours
+    "The RGB colour of each class of the `num_classes` protocol, in train-ID order; distinct generated colours for any other number."
+    return _PROTOCOLS[num_classes][1] if num_classes in _PROTOCOLS else _generated_colors(num_classes)
+
+# %% ../../nbs/10_data.labels.ipynb #334754d7
+def tail_classes(names)->tuple[int, ...]: # class names in train-ID order
+    "SPCL's tail classes (`TAIL_CLASSES_19`) when `names` are the 19 Cityscapes classes, else none."
+    return TAIL_CLASSES_19 if tuple(names) == CLASSES_19 else ()
 
 # %% ../../nbs/10_data.labels.ipynb #5a5a8be8
 _CS_19 = {lid: i for i, lid in enumerate(CS_LABEL_IDS_19)}

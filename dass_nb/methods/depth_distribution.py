@@ -250,6 +250,9 @@ class DepthDist(DAMethod):
     @classmethod
     def stages(cls, o:DepthDistOptions, kit)->list:
         "GMM fit (when needed), training, depth metrics, pseudo labels and self-training (with `self_train`), export."
+        if any(s.partition(':')[0] != 'synthia' for s in kit.data.sources):
+            raise ValueError(f"depth_distribution needs the source's depth maps, which only the synthia reader reads (its Depth/ folder); "
+                             f"source={'+'.join(kit.data.sources)!r} has none")
         src, train_ck, stages = kit.data.sources[0], kit.checkpoint('train'), []
         if o.density and o.gmm is None:
             grid = lambda: _logits_grid(kit.create(weights=None), kit.data.input('source').size())
