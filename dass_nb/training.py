@@ -402,6 +402,7 @@ def _comparable(fields:dict)->dict:
 def config_changes(old:dict, # the fields of a run's config.json
                    new:TrainConfig)->dict:
     "Field (dotted inside dicts) -> `[old, new]` for each difference between `old` and `new` in what they train."
+    if old.get('num_classes') is None: old = {**old, 'num_classes': new.num_classes}   # None: from the datasets, as `new`'s (resolved)
     return _differences(_comparable(old), _comparable(new.to_dict()))
 
 # %% ../nbs/50_training.ipynb #b7060072

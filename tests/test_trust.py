@@ -54,14 +54,16 @@ def test_a_file_that_is_not_a_checkpoint_says_so(tiny_bench, tmp_path):
         with pytest.raises(CheckpointError, match=expected.replace('(', r'\(').replace(')', r'\)')) as e: load_model(tmp_path/name)
         assert '\n' not in str(e.value); print('load_model:', e.value)
 
-def test_resuming_with_another_config_stops_unless_allowed(tiny_bench, tmp_path):
+def test_resuming_with_another_config_stops_unless_allowed(tiny_bench, tmp_path, capsys):
     out = tmp_path/'run'
     train(_tiny_config('source_only', tiny_bench, out, iters=2, log_every=1))
     for f in ('train/done.json', 'metrics.json'): (out/f).unlink()                  # interrupted after iteration 2
     before = (out/'config.json').read_text()
     flags = tiny_args(tiny_bench, out, iters=4, crop='64 128', lr=0.01, eval_every=0, batch_size=1, target_batch_size=1, log_every=1)
-    with pytest.raises(SystemExit) as e: train_cli(flags)                           # dass_train
-    msg = str(e.value)
+    with pytest.raises(SystemExit) as e: train_cli(flags)                           # dass_train: the message alone, exit 1
+    err = capsys.readouterr().err                                                  # the first run's progress, then the message
+    msg = err[err.index('dass_train: run folder'):]
+    assert e.value.code == 1 and 'Traceback' not in msg, msg
     assert all(f"  {d}\n" in msg for d in ('crop: [48, 96] -> [64, 128]', 'iters: 2 -> 4', 'lr: 0.001 -> 0.01')), msg
     assert msg.count(' -> ') == 3 and 'allow_changes' in msg and (out/'config.json').read_text() == before
     assert not (out/'config_changes.jsonl').exists(); print(msg)
