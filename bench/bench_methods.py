@@ -30,7 +30,8 @@ if __name__ == '__main__':
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     ref = timeit(lambda: bare_step(model, opt, b), n=5, warmup=1)
     for name in ('source_only', 'adaptsegnet', 'advent', 'minent'):
-        m = METHODS.get(name)(MODELS.create(BACKBONE, num_classes=K, weights=None), K)
+        M = METHODS.get(name)   # the method's own network (ADVENT is multi-level by default: an aux head)
+        m = M(M.network(lambda **kw: MODELS.create(BACKBONE, num_classes=K, weights=None, **kw), M.Options(), K), K)
         row(f'{name} train_step {B}x{H}x{W} {BACKBONE}', timeit(lambda: m.train_step(b), n=5, warmup=1),
             'bare fwd+bwd+SGD (source batch)', ref)
     model.eval()

@@ -35,6 +35,9 @@ class AdaptSegNet(DAMethod):
     def __init__(self, model, num_classes:int, opts:AdaptSegNetOptions|None=None, **kwargs):
         opts = opts or self.Options()
         super().__init__(model, num_classes, opts, seg_loss=SegCELoss(opts.src_temperature), **kwargs)
+        if opts.multi_level and getattr(model, 'aux_classifier', None) is None:
+            raise ValueError(f"{type(self).__name__}: multi_level=True needs a model with an aux classifier; build it with "
+                             f"`{type(self).__name__}.network(create, opts, num_classes)` or set multi_level=False")
         weights = [opts.lambda_adv, opts.lambda_adv_aux][:1 + opts.multi_level]
         self.adv = DomainAdversarial([FCDiscriminator(num_classes) for _ in weights], weights, opts.lr_d, device=self.device)
 
