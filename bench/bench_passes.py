@@ -1,5 +1,5 @@
 """The offline passes over a split: pseudo labels (class thresholds, then labels written as PNGs) in batches of
-`PASS_BATCH` images with a writer thread pool against the one-image-at-a-time loop with inline PNG writes they
+`PASS_BATCH` images with a writer thread pool (on a GPU; inline on a CPU, `write_threads`) against the one-image-at-a-time loop with inline PNG writes they
 replaced, and evaluation against a bare forward loop; on the model's device (CUDA when there is one, with bf16)."""
 import tempfile, time
 from pathlib import Path
@@ -8,7 +8,7 @@ from PIL import Image
 from common import timeit, row
 from dass_nb.core import MODELS, IGNORE, seed_everything
 from dass_nb.data import class_colors, write_png
-from dass_nb.engine import AMP, PASS_BATCH, evaluate, predictions, probs
+from dass_nb.engine import AMP, PASS_BATCH, evaluate, predictions, probs, write_threads
 from dass_nb.methods.self_training import _palette, label_thresholds, pseudo_label, write_pseudo_labels
 
 K, BACKBONE = 19, 'deeplab_r18'
@@ -58,9 +58,10 @@ if __name__ == '__main__':
         t_now1 = timeit(lambda: pseudo_labels_now(model, ds, now1, amp, 1), n=3, warmup=1)
         t_now = timeit(lambda: pseudo_labels_now(model, ds, now, amp), n=3, warmup=1)
         same = all((before/f"{s['name']}.png").read_bytes() == (now1/f"{s['name']}.png").read_bytes() for s in ds)
-        row('pseudo labels, batch 1 + writer threads', t_now1, 'batch 1, inline PNG writes', t_before,
+        writes = f'{write_threads(DEV)} writer threads' if write_threads(DEV) else 'inline writes'
+        row(f'pseudo labels, batch 1, {writes}', t_now1, 'batch 1, inline PNG writes', t_before,
             f'| {per_s(t_now1)} vs {per_s(t_before)} | files byte-identical: {same}')
-        row(f'pseudo labels, batch {PASS_BATCH} + writer threads', t_now, 'batch 1, inline PNG writes', t_before,
+        row(f'pseudo labels, batch {PASS_BATCH}, {writes}', t_now, 'batch 1, inline PNG writes', t_before,
             f'| {per_s(t_now)} vs {per_s(t_before)} | pixels differing: {differing_pixels(before, now, ds)} of {N * H * W}')
     t_bare = timeit(lambda: bare_forward(model, ds, amp), n=3, warmup=1)
     for bs in (1, PASS_BATCH):

@@ -25,8 +25,9 @@ from .data import eval_loader, to_device
 # %% auto #0
 __all__ = ['BN_REGIMES', 'PASS_BATCH', 'WRITE_THREADS', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'dist_timeout',
            'init_distributed', 'ddp', 'unwrap', 'set_bn_regime', 'broadcast_buffers_', 'DABatch', 'probs', 'predict',
-           'pass_batch', 'same_size_batches', 'predictions', 'evaluate', 'scores', 'WriterPool', 'save_checkpoint',
-           'load_checkpoint', 'LastCheckpoints', 'NonFiniteLoss', 'ProgressLines', 'fit', 'Stage', 'run_stages']
+           'pass_batch', 'same_size_batches', 'predictions', 'evaluate', 'scores', 'write_threads', 'WriterPool',
+           'save_checkpoint', 'load_checkpoint', 'LastCheckpoints', 'NonFiniteLoss', 'ProgressLines', 'fit', 'Stage',
+           'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
 def make_optimizer(params, # an iterable of tensors or of param-group dicts (with an optional `lr_mult`)
@@ -226,29 +227,36 @@ def scores(cm:torch.Tensor, class_names:list)->dict:
     return {**miou_summary(cm), 'per_class_iou': dict(zip(class_names, (100 * iou_per_class(cm)).tolist())), 'confusion_matrix': cm.tolist()}
 
 # %% ../nbs/31_engine.ipynb #8044228d
-WRITE_THREADS = 4   # threads writing a pass's files
+WRITE_THREADS = 4   # threads writing a pass's files on a GPU
+
+def write_threads(device)->int: return WRITE_THREADS if torch.device(device).type == 'cuda' else 0
 
 class WriterPool:
-    "Run file writes `fn(*args)` on `threads` threads, at most `2 * threads` queued; `results` in submission order."
+    "Run file writes `fn(*args)` on `threads` threads (0: inline), at most `2 * threads` queued; `results` in submission order."
     def __init__(self, threads:int=WRITE_THREADS):
-        self.pool, self.limit = ThreadPoolExecutor(threads, thread_name_prefix='dass-writer'), 2 * threads
-        self.pending, self.results = collections.deque(), []
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix='dass-writer') if threads else None
+        self.limit, self.pending, self.results = 2 * threads, collections.deque(), []
 
     def submit(self, path, fn, *args):
         "Queue `fn(*args)`, which writes `path`; wait for the oldest write while the queue is full."
+        if self.pool is None: return self._record(path, lambda: fn(*args))
         while len(self.pending) >= self.limit: self._finish()
         self.pending.append((path, self.pool.submit(fn, *args)))
 
     def _finish(self):
         path, fut = self.pending.popleft()
-        try: self.results.append(fut.result())
+        self._record(path, fut.result)
+
+    def _record(self, path, result):
+        try: self.results.append(result())
         except Exception as e: raise RuntimeError(f"writing {path} failed: {type(e).__name__}: {e}") from e
 
     def __enter__(self): return self
     def __exit__(self, exc_type, *_):
         try:
             while self.pending and exc_type is None: self._finish()
-        finally: self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            if self.pool is not None: self.pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/31_engine.ipynb #9f0f34ba
 def save_checkpoint(path, method, it:int, **extra):

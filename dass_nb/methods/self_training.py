@@ -11,7 +11,7 @@ import torch
 
 from ..core import METHODS, IGNORE, get_world_size, all_reduce_
 from ..kernels import ClassThresholds
-from ..engine import Stage, WriterPool, predictions, probs
+from ..engine import Stage, WriterPool, write_threads, predictions, probs
 from .base import DAMethod, Feed, MethodOptions
 from ..data import SegDataset, class_colors, write_png
 
@@ -57,7 +57,7 @@ def write_pseudo_labels(model, dataset, out_dir, thresholds:torch.Tensor, amp=No
                         batch_size:int|None=None)->dict:
     "Write `out_dir/<name>.png` pseudo labels for every sample of `dataset`; returns the kept-pixel fraction."
     out_dir, palette = Path(out_dir), _palette(class_colors(len(thresholds)))
-    with WriterPool() as pool:
+    with WriterPool(write_threads(next(model.parameters()).device)) as pool:
         for b, out in predictions(model, dataset, amp, num_workers, 'pseudo labels' if progress else None, batch_size):
             labs = pseudo_label(probs(out, b['label'].shape[-2:]), thresholds).to(torch.uint8)
             for name, lab in zip(b['name'], labs):

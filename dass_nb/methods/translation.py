@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..core import Config, get_rank, get_world_size, is_main_process, barrier
-from ..engine import AMP, WriterPool, ddp, make_optimizer, fit
+from ..engine import AMP, WriterPool, write_threads, ddp, make_optimizer, fit
 from ..losses import GANLoss
 from ..models import ResnetGenerator, PatchDiscriminator, gan_init_
 from ..data import train_transform, read_image, dataset_root, train_split
@@ -200,7 +200,7 @@ def translate_dataset(generator:nn.Module, dataset, # a `SegDataset` (its `files
     "Write every image of `dataset` translated by `generator` to `out_root` in the layout of `src_root`; copy labels, depth, lists."
     out_root = Path(out_root); was = generator.training; generator.eval()
     mine = dataset.files[get_rank()::get_world_size()]
-    with WriterPool() as pool:
+    with WriterPool(write_threads(next(generator.parameters()).device)) as pool:
         images = tqdm(_read_ahead([f[0] for f in mine]), total=len(mine), desc='translate', disable=not (progress and is_main_process()))
         for (img_f, lab_f, dep_f, _), img in zip(mine, images):
             pool.submit(img_f, _write_translated, translate_image(generator, img, amp, size), img_f, lab_f, dep_f, src_root, out_root)
