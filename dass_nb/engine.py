@@ -24,10 +24,10 @@ from .data import eval_loader, to_device
 
 # %% auto #0
 __all__ = ['BN_REGIMES', 'PASS_BATCH', 'WRITE_THREADS', 'make_optimizer', 'poly_lr_', 'Optim', 'AMP', 'dist_timeout',
-           'init_distributed', 'ddp', 'unwrap', 'set_bn_regime', 'broadcast_buffers_', 'DABatch', 'probs', 'predict',
-           'pass_batch', 'same_size_batches', 'predictions', 'evaluate', 'scores', 'write_threads', 'WriterPool',
-           'save_checkpoint', 'load_checkpoint', 'LastCheckpoints', 'NonFiniteLoss', 'ProgressLines', 'fit', 'Stage',
-           'run_stages']
+           'init_distributed', 'end_distributed', 'ddp', 'unwrap', 'set_bn_regime', 'broadcast_buffers_', 'DABatch',
+           'probs', 'predict', 'pass_batch', 'same_size_batches', 'predictions', 'evaluate', 'scores', 'write_threads',
+           'WriterPool', 'save_checkpoint', 'load_checkpoint', 'LastCheckpoints', 'NonFiniteLoss', 'ProgressLines',
+           'fit', 'Stage', 'run_stages']
 
 # %% ../nbs/31_engine.ipynb #57badf58
 def make_optimizer(params, # an iterable of tensors or of param-group dicts (with an optional `lr_mult`)
@@ -103,6 +103,10 @@ def init_distributed(device:str='auto')->torch.device:
         if dev.type == 'cuda': torch.cuda.set_device(dev)
         dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo', timeout=dist_timeout())
     return dev
+
+def end_distributed():
+    "Wait for every rank, then destroy the process group (a no-op without one)."
+    if dist.is_available() and dist.is_initialized(): barrier(); dist.destroy_process_group()
 
 # %% ../nbs/31_engine.ipynb #8f8be6ec
 def ddp(module:nn.Module, device:torch.device)->nn.Module:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import cli, save_json, is_main_process
-from .engine import evaluate, scores, predict, predictions, probs, init_distributed
+from .engine import evaluate, scores, predict, predictions, probs, init_distributed, end_distributed
 from .metrics import iou_table
 from .data import get_dataset, eval_input, eval_transform, colorize, denormalize, write_png, CS_LABEL_IDS_19
 from .runs import load_model, run_config
@@ -87,3 +87,4 @@ def eval_cli(ckpt:str, # checkpoint file (a stage's best.pt or last.pt, or a mod
                         list(res['per_class_iou'])).to_string())
         print(f"mIoU {res['mIoU']:.2f}")
         if out: save_json(res, out)
+    end_distributed()

@@ -17,7 +17,7 @@ from fastcore.docments import docments
 from .core import (Config, METHODS, MODELS, DATASETS, RECIPES, get_world_size, is_main_process, save_json,
                           seed_everything, get_logger, _hints, _alternatives, barrier, safe_load, CheckpointError, JSONLLogger,
                           read_jsonl, cli_errors)
-from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, fit, evaluate, scores, load_checkpoint,
+from .engine import (AMP, Optim, BN_REGIMES, Stage, init_distributed, end_distributed, fit, evaluate, scores, load_checkpoint,
                             run_stages, set_bn_regime, LastCheckpoints)
 from .data import (get_dataset, train_transform, eval_input, InfiniteLoader, MultiSourceLoader, class_names, default_workers,
                           resolve_data_root, train_split, make_sampler, check_datasets, read_classes, dataset_root)
@@ -690,3 +690,4 @@ def train_cli(argv=None)->None:
     if is_main_process() and 'target_miou' in m:
         print(f"{m['method']} {m['source']} -> {m['target']}: mIoU {m['target_miou']:.2f} "
               f"(best {m['best_target_miou']:.2f}) in {m['seconds']:.0f} s; {cfg.out_dir}/metrics.json")
+    end_distributed()
